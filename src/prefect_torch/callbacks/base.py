@@ -1,0 +1,80 @@
+"""The :class:`Callback` base: hooks the net calls at each step of training.
+
+Subclass it and override the hooks you need; every hook receives the net first.
+
+>>> class CountBatches(Callback):
+...     def initialize(self):
+...         self.count_ = 0
+...         return self
+...     def on_batch_end(self, net, batch=None, training=None, **kwargs):
+...         self.count_ += bool(training)
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..utils import closest_name
+
+
+class Callback:
+    """Base class of all callbacks; ``__init__`` arguments are its parameters (sklearn style)."""
+
+    def initialize(self) -> "Callback":
+        """(Re-)set the state the callback learns during training; called by ``net.initialize()``."""
+        return self
+
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Before the first epoch of each ``fit``/``partial_fit`` call."""
+
+    def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """After the last epoch of each ``fit``/``partial_fit`` call (also after early stopping)."""
+
+    def on_epoch_begin(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
+                       **kwargs: Any) -> None:
+        """At the start of each epoch, after the history got its new row."""
+
+    def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
+                     **kwargs: Any) -> None:
+        """At the end of each epoch, after training and validation."""
+
+    def on_batch_begin(self, net: Any, batch: Any = None, training: bool | None = None,
+                       **kwargs: Any) -> None:
+        """Before each train or validation batch."""
+
+    def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
+                     **kwargs: Any) -> None:
+        """After each batch; ``kwargs`` hold the step's ``loss`` and ``y_pred``."""
+
+    def on_grad_computed(self, net: Any, named_parameters: Any, X: Any = None, y: Any = None,
+                         training: bool | None = None, **kwargs: Any) -> None:
+        """After ``backward()`` and before the optimizer step (e.g. for gradient clipping)."""
+
+    # -- parameters -----------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            name for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` arguments and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "Callback":
+        """Set ``__init__`` arguments; unknown names raise a ``ValueError`` with a hint."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {name!r}{closest_name(name, valid)} "
+                    f"(valid: {', '.join(sorted(valid))})"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

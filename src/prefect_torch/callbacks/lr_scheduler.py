@@ -1,0 +1,102 @@
+"""Learning-rate scheduling: :class:`LRScheduler` drives any ``torch.optim.lr_scheduler``.
+
+>>> from torch.optim.lr_scheduler import StepLR
+>>> from prefect_torch.callbacks import LRScheduler
+>>> schedule = LRScheduler(StepLR, step_size=5, gamma=0.5)     # per epoch
+>>> cyclic = LRScheduler("OneCycleLR", max_lr=0.1, total_steps=100, step_every="batch")
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler as torch_schedulers
+
+from .base import Callback
+
+
+class WarmRestartLR(torch_schedulers.LRScheduler):
+    """Cosine annealing from ``max_lr`` to ``min_lr`` over periods that grow by ``period_mult``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, min_lr: float = 1e-6, max_lr: float = 0.05,
+                 base_period: int = 10, period_mult: int = 2, last_epoch: int = -1):
+        self.min_lr, self.max_lr = min_lr, max_lr
+        self.base_period, self.period_mult = base_period, period_mult
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        epoch, period = max(self.last_epoch, 0), self.base_period
+        while epoch >= period:
+            epoch -= period
+            period *= self.period_mult
+        lr = self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1 + math.cos(math.pi * epoch / period))
+        return [lr for _ in self.optimizer.param_groups]
+
+
+def _resolve_policy(policy: Any) -> type:
+    if not isinstance(policy, str):
+        return policy
+    if policy == "WarmRestartLR":
+        return WarmRestartLR
+    try:
+        return getattr(torch_schedulers, policy)
+    except AttributeError:
+        raise ValueError(
+            f"LRScheduler(policy={policy!r}): no such scheduler in torch.optim.lr_scheduler; "
+            "pass a scheduler class or one of its names, e.g. 'StepLR'"
+        ) from None
+
+
+class LRScheduler(Callback):
+    """Steps a learning-rate scheduler each epoch (``step_every='epoch'``) or train batch.
+
+    Extra keyword arguments go to the scheduler. ``ReduceLROnPlateau`` is stepped with the
+    history value ``monitor`` (or ``monitor(net)`` when callable). The learning rate in effect
+    is recorded under ``event_name`` (shown as the ``lr`` column); ``None`` records nothing.
+    """
+
+    def __init__(self, policy: Any = "WarmRestartLR", monitor: Any = "train_loss",
+                 event_name: str | None = "event_lr", step_every: str = "epoch", **kwargs: Any):
+        self.policy = policy
+        self.monitor = monitor
+        self.event_name = event_name
+        self.step_every = step_every
+        self.kwargs = kwargs
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {**super().get_params(deep), **self.kwargs}
+
+    def set_params(self, **params: Any) -> "LRScheduler":
+        own = {k: v for k, v in params.items() if k in self._param_names()}
+        self.kwargs.update({k: v for k, v in params.items() if k not in own})
+        return super().set_params(**own)
+
+    def initialize(self) -> "LRScheduler":
+        if self.step_every not in ("epoch", "batch"):
+            raise ValueError(f"LRScheduler(step_every={self.step_every!r}): use 'epoch' or 'batch'")
+        self.policy_ = _resolve_policy(self.policy)
+        self.lr_scheduler_ = None
+        return self
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        # one scheduler per optimizer, kept across partial_fit calls so schedules continue
+        if self.lr_scheduler_ is None or self.lr_scheduler_.optimizer is not net.optimizer_:
+            self.lr_scheduler_ = self.policy_(net.optimizer_, **self.kwargs)
+
+    def _step(self, net: Any, record: Any, history_key: tuple) -> None:
+        if self.event_name is not None:
+            record(self.event_name, net.optimizer_.param_groups[0]["lr"])
+        if isinstance(self.lr_scheduler_, torch_schedulers.ReduceLROnPlateau):
+            score = self.monitor(net) if callable(self.monitor) else net.history[history_key + (self.monitor,)]
+            self.lr_scheduler_.step(score)
+        else:
+            self.lr_scheduler_.step()
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        if self.step_every == "epoch":
+            self._step(net, net.history.record, (-1,))
+
+    def on_batch_end(self, net: Any, training: bool | None = None, **kwargs: Any) -> None:
+        if training and self.step_every == "batch":
+            self._step(net, net.history.record_batch, (-1, "batches", -1))

@@ -1,0 +1,205 @@
+"""Scoring callbacks: they record a metric (and whether it is the best so far) in the history.
+
+>>> from prefect_torch.callbacks import EpochScoring
+>>> auc = EpochScoring("roc_auc", lower_is_better=False)   # adds columns valid: roc_auc
+
+Validation scores reuse the predictions made for the validation loss (``use_caching=True``),
+so scoring costs no second forward pass.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import get_scorer
+
+from ..data import targets_of
+from ..utils import to_numpy
+from .base import Callback
+
+
+def _scorer_name(scoring: Any) -> str:
+    if isinstance(scoring, str):
+        return scoring
+    func = getattr(scoring, "_score_func", scoring)
+    name = getattr(func, "__name__", None)
+    return "score" if name in (None, "<lambda>") else name
+
+
+def _as_scorer(scoring: Any) -> Callable[[Any, Any, Any], float]:
+    """A ``scorer(net, X, y)``: sklearn's named scorers, callables, or ``net.score`` for None."""
+    if scoring is None:
+        return lambda net, X, y: net.score(X, y)
+    if isinstance(scoring, str):
+        try:
+            return get_scorer(scoring)
+        except ValueError as exc:
+            raise ValueError(
+                f"scoring={scoring!r} is not a scikit-learn scorer name; pass one of "
+                "sklearn.metrics.get_scorer_names() or a callable scorer(net, X, y)"
+            ) from exc
+    if callable(scoring):
+        return scoring
+    raise TypeError(f"scoring must be None, a string or a callable, got {scoring!r}")
+
+
+class _ScoreRecorder(Callback):
+    """Shared part: a ``name``, a direction, and recording ``name``/``name_best``."""
+
+    name: str | None
+    lower_is_better: bool
+    on_train: bool
+
+    def initialize(self) -> "_ScoreRecorder":
+        self.best_score_ = math.inf if self.lower_is_better else -math.inf
+        self.name_ = self.name if self.name is not None else _scorer_name(getattr(self, "scoring", None))
+        return self
+
+    def _is_best(self, score: float) -> bool:
+        return score < self.best_score_ if self.lower_is_better else score > self.best_score_
+
+    def _record(self, net: Any, score: float) -> None:
+        is_best = bool(self._is_best(score))
+        if is_best:
+            self.best_score_ = score
+        net.history.record(self.name_, score)
+        net.history.record(f"{self.name_}_best", is_best)
+
+    def _phase(self, training: bool | None) -> bool:
+        return bool(training) == bool(self.on_train)
+
+    def _batch_average(self, net: Any) -> float | None:
+        """The batch values of ``name`` averaged with batch sizes as weights, or None."""
+        size_key = "train_batch_size" if self.on_train else "valid_batch_size"
+        values, sizes = [], []
+        for batch in net.history[-1]["batches"]:
+            if self.name_ in batch and size_key in batch:
+                values.append(batch[self.name_])
+                sizes.append(batch[size_key])
+        if not sizes:
+            return None
+        return float(np.average(values, weights=sizes))
+
+
+class PassthroughScoring(_ScoreRecorder):
+    """Averages a batch-level value (e.g. ``train_loss``) into an epoch value and its ``_best`` flag."""
+
+    def __init__(self, name: str, lower_is_better: bool = True, on_train: bool = False):
+        self.name = name
+        self.lower_is_better = lower_is_better
+        self.on_train = on_train
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        score = self._batch_average(net)
+        if score is not None:
+            self._record(net, score)
+
+
+class BatchScoring(_ScoreRecorder):
+    """Scores every batch (``scoring`` as in :class:`EpochScoring`) and records the epoch average."""
+
+    def __init__(self, scoring: Any, lower_is_better: bool = True, on_train: bool = False,
+                 name: str | None = None, target_extractor: Callable = to_numpy,
+                 use_caching: bool = True):
+        self.scoring = scoring
+        self.lower_is_better = lower_is_better
+        self.on_train = on_train
+        self.name = name
+        self.target_extractor = target_extractor
+        self.use_caching = use_caching
+
+    def initialize(self) -> "BatchScoring":
+        super().initialize()
+        self.scorer_ = _as_scorer(self.scoring)
+        return self
+
+    def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
+                     y_pred: Any = None, **kwargs: Any) -> None:
+        if not self._phase(training):
+            return
+        X, y = batch
+        y = None if y is None else self.target_extractor(y)
+        if self.use_caching and y_pred is not None:
+            with net.cached_predictions([y_pred]):
+                score = self.scorer_(net, X, y)
+        else:
+            score = self.scorer_(net, X, y)
+        net.history.record_batch(self.name_, float(score))
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        score = self._batch_average(net)
+        if score is not None:
+            self._record(net, score)
+
+
+class EpochScoring(_ScoreRecorder):
+    """Scores the whole validation (or, with ``on_train=True``, training) data once per epoch.
+
+    ``scoring`` is a scikit-learn scorer name (``"accuracy"``, ``"roc_auc"``...), a callable
+    ``scorer(net, X, y)``, or ``None`` for ``net.score``. The value is recorded as ``name``
+    (default: the scorer's name) together with ``name + "_best"``.
+
+    >>> EpochScoring("f1", lower_is_better=False, name="valid_f1").name
+    'valid_f1'
+    """
+
+    def __init__(self, scoring: Any, lower_is_better: bool = True, on_train: bool = False,
+                 name: str | None = None, target_extractor: Callable = to_numpy,
+                 use_caching: bool = True):
+        self.scoring = scoring
+        self.lower_is_better = lower_is_better
+        self.on_train = on_train
+        self.name = name
+        self.target_extractor = target_extractor
+        self.use_caching = use_caching
+
+    def initialize(self) -> "EpochScoring":
+        super().initialize()
+        self.scorer_ = _as_scorer(self.scoring)
+        self._reset_cache()
+        return self
+
+    def _reset_cache(self) -> None:
+        self.y_preds_: list = []
+        self.y_trues_: list = []
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        self._reset_cache()
+
+    def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
+                     y_pred: Any = None, **kwargs: Any) -> None:
+        if not self.use_caching or not self._phase(training):
+            return
+        self.y_preds_.append(y_pred.detach() if isinstance(y_pred, torch.Tensor) else y_pred)
+        y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+        if y is not None:
+            self.y_trues_.append(y)
+
+    def _targets(self, dataset: Any) -> Any:
+        if self.use_caching:
+            if not self.y_trues_:
+                return None
+            return np.concatenate([np.atleast_1d(self.target_extractor(y)) for y in self.y_trues_])
+        y = targets_of(dataset)
+        return None if y is None else self.target_extractor(y)
+
+    def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
+                     **kwargs: Any) -> None:
+        dataset = dataset_train if self.on_train else dataset_valid
+        if dataset is None:
+            return
+        y_true = self._targets(dataset)
+        if self.use_caching:
+            if not self.y_preds_:
+                return
+            with net.cached_predictions(self.y_preds_):
+                score = self.scorer_(net, dataset, y_true)
+        else:
+            score = self.scorer_(net, dataset, y_true)
+        self._reset_cache()
+        self._record(net, float(score))
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        self._reset_cache()

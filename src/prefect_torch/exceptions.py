@@ -1,0 +1,16 @@
+"""Exceptions raised by prefect_torch."""
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError
+
+
+class NotInitializedError(NotFittedError):
+    """The net was used before ``initialize()`` or ``fit()``."""
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised by a callback (e.g. EarlyStopping) to end ``fit`` after the current epoch."""
+
+
+class PrefectTorchWarning(UserWarning):
+    """Base class of the warnings this package emits."""

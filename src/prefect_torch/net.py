@@ -1,0 +1,598 @@
+"""The base estimator :class:`NeuralNet`: parameters, ``initialize``, the training loop, inference.
+
+>>> import numpy as np, torch
+>>> X, y = np.random.rand(64, 3).astype(np.float32), np.random.rand(64, 1).astype(np.float32)
+>>> net = NeuralNet(torch.nn.Linear, criterion=torch.nn.MSELoss, module__in_features=3,
+...                 module__out_features=1, max_epochs=2, verbose=0)
+>>> net.fit(X, y).predict(X).shape
+(64, 1)
+
+Each step of training is one small method (``get_iterator``, ``train_step``,
+``validation_step``, ``infer``, ``get_loss``...) so a subclass changes one step by
+overriding one method.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import inspect
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from .callbacks import EpochTimer, PassthroughScoring, PrintLog
+from .data import Dataset, ValidSplit, as_dataset, make_iterator
+from .diagnostics import check_elementwise_shapes, explain_loss_error, explain_module_error
+from .exceptions import NotInitializedError
+from .history import History
+from .params import PREFIXES, check_accepts, prefix_of, split_prefixed, unknown_kwarg_message
+from .utils import closest_name, get_len, is_torch_dataset, params_for, to_numpy, to_tensor
+
+DataLoader = torch.utils.data.DataLoader
+
+
+class _LearnableParams:
+    """Re-iterable ``(name, parameter)`` pairs of the module and criterion, built only if used."""
+
+    def __init__(self, net: "NeuralNet"):
+        self.net = net
+
+    def __iter__(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return self.net.get_all_learnable_params()
+
+
+class NeuralNet(BaseEstimator):
+    """A scikit-learn estimator that trains a ``torch.nn.Module``.
+
+    Arguments for the parts are routed by prefix: ``module__num_units=20`` goes to the module,
+    ``optimizer__momentum``, ``criterion__weight``, ``iterator_train__shuffle``,
+    ``dataset__*`` and ``callbacks__<name>__<param>`` likewise.
+
+    >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=4,
+    ...                 module__out_features=1, lr=0.1)
+    >>> net.initialize().module_
+    Linear(in_features=4, out_features=1, bias=True)
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        criterion: Any,
+        optimizer: Any = torch.optim.SGD,
+        lr: float = 0.01,
+        max_epochs: int = 10,
+        batch_size: int = 128,
+        iterator_train: Any = DataLoader,
+        iterator_valid: Any = DataLoader,
+        dataset: Any = Dataset,
+        train_split: Callable | None = ValidSplit(5),
+        callbacks: Any = None,
+        predict_nonlinearity: Any = "auto",
+        warm_start: bool = False,
+        verbose: int = 1,
+        device: str | torch.device | None = "cpu",
+        compile: bool = False,
+        use_caching: bool | str = "auto",
+        torch_load_kwargs: dict | None = None,
+        **kwargs: Any,
+    ):
+        self.module = module
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.iterator_train = iterator_train
+        self.iterator_valid = iterator_valid
+        self.dataset = dataset
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.predict_nonlinearity = predict_nonlinearity
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.compile = compile
+        self.use_caching = use_caching
+        self.torch_load_kwargs = torch_load_kwargs
+        for name, value in kwargs.items():
+            self._check_routable(name)
+            setattr(self, name, value)
+        self._prediction_cache = None
+
+    # -- parameters ---------------------------------------------------------------------------
+    @classmethod
+    def _init_param_names(cls) -> list[str]:
+        """Named ``__init__`` arguments of this class and of the nets it extends."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass) and issubclass(klass, NeuralNet):
+                for name, p in inspect.signature(klass.__init__).parameters.items():
+                    if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) \
+                            and name not in names:
+                        names.append(name)
+        return names
+
+    def _check_routable(self, name: str) -> None:
+        if prefix_of(name) is None or name.endswith("_"):
+            raise TypeError(unknown_kwarg_message(type(self).__name__, name, self._init_param_names()))
+
+    def _routed_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if prefix_of(k) is not None}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments, including the routed ``prefix__x`` ones."""
+        params = {name: getattr(self, name) for name in self._init_param_names()}
+        params.update(self._routed_params())
+        if deep and getattr(self, "initialized_", False):
+            for name, cb in self.callbacks_:
+                for key, value in cb.get_params().items():
+                    params.setdefault(f"callbacks__{name}__{key}", value)
+        return params
+
+    def get_params_for(self, prefix: str) -> dict[str, Any]:
+        """The routed arguments for one part, e.g. ``get_params_for('module')``."""
+        return params_for(prefix, self._routed_params())
+
+    def set_params(self, **params: Any) -> "NeuralNet":
+        """Set parameters; parts whose parameters changed are re-initialized (``lr`` in place)."""
+        valid = self._init_param_names()
+        for name in params:
+            if name not in valid and prefix_of(name) is None:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}{closest_name(name, valid)}"
+                )
+        for name, value in params.items():
+            setattr(self, name, value)
+        if getattr(self, "initialized_", False):
+            self._reinitialize_changed(set(params))
+        return self
+
+    def _reinitialize_changed(self, changed: set[str]) -> None:
+        def touched(part: str) -> list[str]:
+            return sorted(n for n in changed if n == part or prefix_of(n) == part)
+
+        if touched("callbacks"):
+            self.initialize_callbacks()
+        module_changed, criterion_changed = touched("module"), touched("criterion")
+        if module_changed:
+            self.initialize_module(reason=module_changed)
+        if criterion_changed:
+            self.initialize_criterion(reason=criterion_changed)
+        optimizer_changed = touched("optimizer") + sorted(changed & {"lr"})
+        if module_changed or criterion_changed:
+            self.initialize_optimizer(reason=optimizer_changed)
+        elif optimizer_changed:
+            self._update_optimizer_hyperparams(optimizer_changed)
+
+    def _update_optimizer_hyperparams(self, changed: list[str]) -> None:
+        """Change ``lr``/``optimizer__x`` in place when every param group has ``x``, else rebuild."""
+        kwargs = self.get_params_for("optimizer")
+        kwargs.setdefault("lr", self.lr)
+        names = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed]
+        groups = self.optimizer_.param_groups
+        if "optimizer" in names or not all(name in group for group in groups for name in names):
+            self.initialize_optimizer(reason=changed)
+            return
+        for group in groups:
+            for name in names:
+                group[name] = kwargs[name]
+
+    # -- initialization -------------------------------------------------------------------------
+    def get_default_callbacks(self) -> list[tuple[str, Any]]:
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("print_log", PrintLog()),
+        ]
+
+    def _named_callbacks(self) -> list[tuple[str, Any]]:
+        if self.callbacks == "disable":
+            return []
+        entries: list[tuple[str, Any, bool]] = []
+        for name, cb in self.get_default_callbacks():
+            entries.append((name, cb, True))
+        for item in self.callbacks or []:
+            if isinstance(item, tuple):
+                entries.append((item[0], item[1], True))
+            else:
+                cls = item if isinstance(item, type) else type(item)
+                entries.append((cls.__name__, item, False))
+        counts: dict[str, int] = {}
+        for name, _, _ in entries:
+            counts[name] = counts.get(name, 0) + 1
+        named, seen = [], {}
+        for name, cb, explicit in entries:
+            if counts[name] > 1:
+                if any(n == name and e for n, _, e in entries):
+                    raise ValueError(
+                        f"two callbacks are named {name!r}; give them unique names, "
+                        f"e.g. callbacks=[('{name}_a', cb1), ('{name}_b', cb2)]"
+                    )
+                seen[name] = seen.get(name, 0) + 1
+                name = f"{name}_{seen[name]}"
+            named.append((name, cb))
+        return named
+
+    def initialize_callbacks(self) -> "NeuralNet":
+        """Build ``callbacks_``: defaults then user callbacks, named, with ``callbacks__`` params set."""
+        routed = self.get_params_for("callbacks")
+        callbacks_ = []
+        names = set()
+        for name, cb in self._named_callbacks():
+            names.add(name)
+            if name in routed:  # callbacks__print_log=None replaces or disables a callback
+                cb = routed[name]
+            params = params_for(name, routed)
+            if cb is None:
+                if params:
+                    raise ValueError(f"callbacks__{name} is None, so its parameters {sorted(params)} cannot be set")
+                continue
+            cb = cb(**params) if isinstance(cb, type) else cb.set_params(**params)
+            callbacks_.append((name, cb.initialize()))
+        for key in routed:
+            if key.split("__")[0] not in names:
+                raise ValueError(
+                    f"callbacks__{key}: there is no callback named {key.split('__')[0]!r}"
+                    f"{closest_name(key.split('__')[0], sorted(names))} (callbacks: {', '.join(sorted(names))})"
+                )
+        self.callbacks_ = callbacks_
+        return self
+
+    def _reinit_message(self, part: str, reason: list[str] | None) -> None:
+        if getattr(self, "initialized_", False) and self.verbose:
+            because = f" because the following parameters were re-set: {', '.join(reason)}" if reason else ""
+            print(f"Re-initializing {part}{because}.")
+
+    def _build(self, part: str, factory: Any) -> Any:
+        kwargs = self.get_params_for(part)
+        if isinstance(factory, nn.Module):
+            if not kwargs:
+                return factory
+            factory = type(factory)
+        check_accepts(part, factory, kwargs)
+        return factory(**kwargs)
+
+    def initialize_module(self, reason: list[str] | None = None) -> "NeuralNet":
+        self._reinit_message("module", reason)
+        module = self._build("module", self.module)
+        module = module.to(self.device) if self.device is not None else module
+        self.module_ = torch.compile(module) if self.compile else module
+        return self
+
+    def initialize_criterion(self, reason: list[str] | None = None) -> "NeuralNet":
+        self._reinit_message("criterion", reason)
+        criterion = self._build("criterion", self.criterion)
+        self.criterion_ = criterion.to(self.device) if self.device is not None else criterion
+        return self
+
+    def get_all_learnable_params(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Named parameters of the module and the criterion that require gradients."""
+        seen = set()
+        for part in (self.module_, self.criterion_):
+            for name, param in part.named_parameters():
+                if param.requires_grad and id(param) not in seen:
+                    seen.add(id(param))
+                    yield name, param
+
+    def initialize_optimizer(self, reason: list[str] | None = None) -> "NeuralNet":
+        """Build ``optimizer_``; ``optimizer__param_groups=[('glob*', {'lr': x})]`` sets groups."""
+        self._reinit_message("optimizer", reason)
+        kwargs = self.get_params_for("optimizer")
+        kwargs.setdefault("lr", self.lr)
+        patterns = kwargs.pop("param_groups", None) or []
+        named = list(self.get_all_learnable_params())
+        groups: list[dict[str, Any]] = [{"params": []} for _ in patterns] + [{"params": []}]
+        for name, param in named:
+            for i, (pattern, options) in enumerate(patterns):
+                if fnmatch.fnmatch(name, pattern):
+                    groups[i].update(options)
+                    groups[i]["params"].append(param)
+                    break
+            else:
+                groups[-1]["params"].append(param)
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise ValueError(f"the module {type(self.module_).__name__} has no learnable parameters")
+        check_accepts("optimizer", self.optimizer, {k: v for k, v in kwargs.items()})
+        self.optimizer_ = self.optimizer(groups, **kwargs)
+        return self
+
+    def initialize_history(self) -> "NeuralNet":
+        self.history_ = History()
+        return self
+
+    def initialize(self) -> "NeuralNet":
+        """Create ``callbacks_``, ``module_``, ``criterion_``, ``optimizer_`` and ``history_``."""
+        self.initialize_callbacks()
+        self.initialize_module()
+        self.initialize_criterion()
+        self.initialize_optimizer()
+        self.initialize_history()
+        self.initialized_ = True
+        return self
+
+    @property
+    def history(self) -> History:
+        return self.history_
+
+    @history.setter
+    def history(self, value: History) -> None:
+        self.history_ = value
+
+    def check_is_fitted(self) -> None:
+        if not getattr(self, "initialized_", False):
+            raise NotInitializedError(
+                f"this {type(self).__name__} is not initialized yet; call initialize() or fit() "
+                "before using this method"
+            )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(getattr(self, "initialized_", False))
+
+    # -- callbacks ------------------------------------------------------------------------------
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call ``hook`` on the net itself, then on every callback in order."""
+        getattr(self, hook)(self, **kwargs)
+        for _, cb in self.callbacks_:
+            getattr(cb, hook)(self, **kwargs)
+
+    def on_train_begin(self, net: "NeuralNet", **kwargs: Any) -> None:
+        pass
+
+    def on_train_end(self, net: "NeuralNet", **kwargs: Any) -> None:
+        pass
+
+    def on_epoch_begin(self, net: "NeuralNet", **kwargs: Any) -> None:
+        self.history.new_epoch()
+        self.history.record("epoch", len(self.history))
+
+    def on_epoch_end(self, net: "NeuralNet", **kwargs: Any) -> None:
+        pass
+
+    def on_batch_begin(self, net: "NeuralNet", **kwargs: Any) -> None:
+        self.history.new_batch()
+
+    def on_batch_end(self, net: "NeuralNet", **kwargs: Any) -> None:
+        pass
+
+    def on_grad_computed(self, net: "NeuralNet", named_parameters: Any, **kwargs: Any) -> None:
+        pass
+
+    # -- data -----------------------------------------------------------------------------------
+    def check_data(self, X: Any, y: Any = None) -> None:
+        """Validate the training data before fitting (subclasses add target checks)."""
+        if y is not None and not is_torch_dataset(X) and get_len(X) != get_len(y):
+            raise ValueError(
+                f"X and y have different lengths: len(X)={get_len(X)}, len(y)={get_len(y)}; "
+                "pass exactly one target per sample"
+            )
+
+    def get_dataset(self, X: Any, y: Any = None) -> Any:
+        return as_dataset(X, y, self.dataset, **self.get_params_for("dataset"))
+
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple[Any, Any]:
+        dataset = self.get_dataset(X, y)
+        if self.train_split is None:
+            return dataset, None
+        groups = {"groups": fit_params["groups"]} if "groups" in fit_params else {}
+        return self.train_split(dataset, y, **groups)
+
+    def get_iterator(self, dataset: Any, training: bool = False) -> Any:
+        """Batches of ``dataset``: fast tensor slicing for in-memory data, else a DataLoader."""
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return make_iterator(dataset, iterator, kwargs, self.device)
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> "NeuralNet":
+        """(Re-)initialize unless ``warm_start``, then train for ``max_epochs`` epochs."""
+        if not self.warm_start or not getattr(self, "initialized_", False):
+            self.initialize()
+        self.partial_fit(X, y, **fit_params)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> "NeuralNet":
+        """Continue training without re-initializing; ``epochs=n`` overrides ``max_epochs``."""
+        if not getattr(self, "initialized_", False):
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=y)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except KeyboardInterrupt:  # EarlyStopping and Ctrl+C end training, keeping the net
+            pass
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> "NeuralNet":
+        self.check_data(X, y)
+        self.check_is_fitted()
+        epochs = self.max_epochs if epochs is None else epochs
+        dataset_train, dataset_valid = self.get_split_datasets(X, y, **fit_params)
+        fit_params.pop("groups", None)
+        epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
+        iterator_train = self.get_iterator(dataset_train, training=True)
+        iterator_valid = None if dataset_valid is None else self.get_iterator(dataset_valid)
+        for _ in range(epochs):
+            self.notify("on_epoch_begin", **epoch_kwargs)
+            self.run_single_epoch(iterator_train, True, "train", self.train_step, **fit_params)
+            self.run_single_epoch(iterator_valid, False, "valid", self.validation_step, **fit_params)
+            self.notify("on_epoch_end", **epoch_kwargs)
+        return self
+
+    def run_single_epoch(self, iterator: Any, training: bool, prefix: str, step_fn: Callable,
+                         **fit_params: Any) -> None:
+        """Run ``step_fn`` on every batch, recording ``<prefix>_loss`` and batch sizes."""
+        if iterator is None:
+            return
+        record = self.history.record_batch
+        count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            record(f"{prefix}_loss", step["loss"].item())
+            record(f"{prefix}_batch_size", get_len(batch[0]) if isinstance(batch, (tuple, list)) else get_len(batch))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            count += 1
+        self.history.record(f"{prefix}_batch_count", count)
+
+    def _set_training(self, training: bool) -> None:
+        if self.module_.training != training:
+            self.module_.train(training)
+        if self.criterion_.training != training:
+            self.criterion_.train(training)
+
+    def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        """Forward and backward pass of one batch; returns ``{'loss', 'y_pred'}``."""
+        self._set_training(True)
+        Xi, yi = unpack_batch(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        """One optimizer step (through a closure, so LBFGS works too)."""
+        steps: list[dict[str, Any]] = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer_.zero_grad()
+            step = self.train_step_single(batch, **fit_params)
+            steps.append(step)
+            self.notify("on_grad_computed", named_parameters=_LearnableParams(self), batch=batch,
+                        training=True)
+            return step["loss"]
+
+        self.optimizer_.step(closure)
+        return steps[0]
+
+    def validation_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        self._set_training(False)
+        Xi, yi = unpack_batch(batch)
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def infer(self, x: Any, **fit_params: Any) -> Any:
+        """The module's output for one batch; dict inputs become keyword arguments."""
+        x = to_tensor(x, self.device)
+        try:
+            if isinstance(x, dict):
+                return self.module_(**x, **fit_params)
+            return self.module_(x, **fit_params)
+        except (RuntimeError, TypeError) as error:
+            better = explain_module_error(self.module_, x, error)
+            if better is error:
+                raise
+            raise better from error
+
+    def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
+        y_true = None if y_true is None else to_tensor(y_true, self.device)
+        check_elementwise_shapes(self.criterion_, y_pred, y_true)
+        try:
+            return self.criterion_(y_pred, y_true)
+        except (RuntimeError, ValueError, IndexError, TypeError) as error:
+            better = explain_loss_error(self.criterion_, y_pred, y_true, error)
+            if better is error:
+                raise
+            raise better from error
+
+    # -- inference -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def cached_predictions(self, y_preds: list[Any]) -> Iterator[None]:
+        """Within this block, inference yields ``y_preds`` instead of running the module."""
+        if self.use_caching is False:
+            yield
+            return
+        self._prediction_cache = y_preds
+        try:
+            yield
+        finally:
+            self._prediction_cache = None
+
+    def evaluation_step(self, batch: Any, training: bool = False) -> Any:
+        self.check_is_fitted()
+        Xi, _ = unpack_batch(batch)
+        with torch.set_grad_enabled(training):
+            self._set_training(training)
+            return self.infer(Xi)
+
+    def forward_iter(self, X: Any, training: bool = False, device: str = "cpu") -> Iterator[Any]:
+        """The module's outputs batch by batch, moved to ``device``."""
+        if getattr(self, "_prediction_cache", None) is not None:
+            yield from self._prediction_cache
+            return
+        self.check_is_fitted()
+        iterator = self.get_iterator(self.get_dataset(X), training=False)
+        for batch in iterator:
+            yield _to_device(self.evaluation_step(batch, training=training), device)
+
+    def forward(self, X: Any, training: bool = False, device: str = "cpu") -> Any:
+        """All outputs of the module on ``X``, concatenated (a tuple if the module returns one)."""
+        outputs = list(self.forward_iter(X, training=training, device=device))
+        if isinstance(outputs[0], tuple):
+            return tuple(torch.cat(parts) for parts in zip(*outputs))
+        return torch.cat(outputs)
+
+    def _predict_nonlinearity(self) -> Callable[[Any], Any]:
+        choice = self.predict_nonlinearity
+        if choice is None:
+            return _identity
+        if choice != "auto":
+            if not callable(choice):
+                raise TypeError(f"predict_nonlinearity must be 'auto', None or a callable, got {choice!r}")
+            return choice
+        if isinstance(self.criterion_, nn.CrossEntropyLoss):
+            return _softmax
+        if isinstance(self.criterion_, nn.BCEWithLogitsLoss):
+            return torch.sigmoid
+        return _identity
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Module outputs (after ``predict_nonlinearity``) as a numpy array."""
+        self.check_is_fitted()
+        nonlinearity = self._predict_nonlinearity()
+        outputs = []
+        for y_pred in self.forward_iter(X, training=False):
+            y_pred = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+            outputs.append(to_numpy(nonlinearity(y_pred)))
+        return np.concatenate(outputs, 0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.predict_proba(X)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_prediction_cache"] = None
+        return state
+
+
+def unpack_batch(batch: Any) -> tuple[Any, Any]:
+    """``(X, y)`` of a batch; a batch without targets gives ``y=None``."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 2:
+            return batch[0], batch[1]
+        return batch[0], None
+    return batch, None
+
+
+def _to_device(x: Any, device: str | None) -> Any:
+    if device is None:
+        return x
+    if isinstance(x, tuple):
+        return tuple(_to_device(v, device) for v in x)
+    return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)

@@ -1,0 +1,96 @@
+"""Small conversions shared by the estimators, the data layer and the callbacks.
+
+>>> import numpy as np
+>>> from prefect_torch.utils import to_tensor, to_numpy
+>>> to_numpy(to_tensor(np.arange(3), device="cpu")).tolist()
+[0, 1, 2]
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def is_dataframe(x: Any) -> bool:
+    """True for pandas DataFrames and Series (checked without importing pandas)."""
+    return hasattr(x, "iloc") and hasattr(x, "to_numpy")
+
+
+def is_torch_dataset(x: Any) -> bool:
+    return isinstance(x, torch.utils.data.Dataset)
+
+
+def to_tensor(x: Any, device: str | torch.device | None) -> Any:
+    """Turn arrays, DataFrames, lists, and dicts or tuples of them into tensors on ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x if device is None else x.to(device)
+    if isinstance(x, Mapping):
+        return {key: to_tensor(value, device) for key, value in x.items()}
+    if isinstance(x, tuple):
+        return tuple(to_tensor(value, device) for value in x)
+    if is_dataframe(x):
+        x = x.to_numpy()
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        raise TypeError(
+            f"cannot turn an array of dtype object into a tensor (first value: {x.flat[0]!r}); "
+            "convert it to a numeric dtype first, e.g. X.astype(np.float32)"
+        )
+    tensor = torch.as_tensor(np.asarray(x) if isinstance(x, (list, np.ndarray)) else x)
+    return tensor if device is None else tensor.to(device)
+
+
+def to_numpy(x: Any) -> Any:
+    """Turn a tensor (or dict/tuple of tensors) into numpy arrays on the CPU."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, Mapping):
+        return {key: to_numpy(value) for key, value in x.items()}
+    if isinstance(x, tuple):
+        return tuple(to_numpy(value) for value in x)
+    if is_dataframe(x):
+        return x.to_numpy()
+    return np.asarray(x)
+
+
+def get_len(x: Any) -> int:
+    """Number of samples in ``x``; all values of a dict must agree."""
+    if isinstance(x, Mapping):
+        lengths = {key: get_len(value) for key, value in x.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                f"the arrays of the input dict have different lengths: {lengths}; "
+                "every value must hold one row per sample"
+            )
+        return next(iter(lengths.values()))
+    if isinstance(x, (list, tuple)) and x and not np.isscalar(x[0]):
+        return get_len(x[0])
+    return len(x)
+
+
+def take(x: Any, index: Any) -> Any:
+    """Rows ``index`` of ``x`` (tensor, array, DataFrame, or a dict/tuple of those)."""
+    if isinstance(x, Mapping):
+        return {key: take(value, index) for key, value in x.items()}
+    if isinstance(x, tuple):
+        return tuple(take(value, index) for value in x)
+    if is_dataframe(x):
+        return x.iloc[index]
+    if isinstance(x, list):
+        return [x[i] for i in index]
+    return x[index]
+
+
+def closest_name(name: str, candidates: Sequence[str]) -> str:
+    """A ``"; did you mean 'x'?"`` hint for a mistyped name, or ``""``."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def params_for(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` named ``prefix__x``, returned as ``{x: value}``."""
+    head = prefix + "__"
+    return {key[len(head):]: value for key, value in params.items() if key.startswith(head)}
