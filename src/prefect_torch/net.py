@@ -104,16 +104,19 @@ class NeuralNet(BaseEstimator):
 
     # -- parameters ---------------------------------------------------------------------------
     @classmethod
-    def _init_param_names(cls) -> list[str]:
-        """Named ``__init__`` arguments of this class and of the nets it extends."""
-        names: list[str] = []
+    def _init_defaults(cls) -> dict[str, Any]:
+        """Named ``__init__`` arguments (of this class and the nets it extends) and their defaults."""
+        defaults: dict[str, Any] = {}
         for klass in cls.__mro__:
             if "__init__" in vars(klass) and issubclass(klass, NeuralNet):
                 for name, p in inspect.signature(klass.__init__).parameters.items():
-                    if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) \
-                            and name not in names:
-                        names.append(name)
-        return names
+                    if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                        defaults.setdefault(name, p.default)
+        return defaults
+
+    @classmethod
+    def _init_param_names(cls) -> list[str]:
+        return list(cls._init_defaults())
 
     def _check_routable(self, name: str) -> None:
         if prefix_of(name) is None or name.endswith("_"):
@@ -256,8 +259,17 @@ class NeuralNet(BaseEstimator):
         check_accepts(part, factory, kwargs)
         return factory(**kwargs)
 
+    def _check_device(self) -> None:
+        device = torch.device(self.device) if self.device is not None else None
+        if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} but this torch has no usable CUDA device; "
+                "pass device='cpu' (or install a CUDA build of torch on a machine with a GPU)"
+            )
+
     def initialize_module(self, reason: list[str] | None = None) -> "NeuralNet":
         self._reinit_message("module", reason)
+        self._check_device()
         module = self._build("module", self.module)
         module = module.to(self.device) if self.device is not None else module
         self.module_ = torch.compile(module) if self.compile else module
@@ -567,6 +579,21 @@ class NeuralNet(BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         return self.predict_proba(X)
 
+    def __repr__(self) -> str:
+        """The class, whether it is initialized, and the parameters that differ from the defaults."""
+        defaults = self._init_defaults()
+        shown = []
+        for name, value in self.get_params(deep=False).items():
+            default = defaults.get(name, inspect.Parameter.empty)
+            if name not in defaults or not _same(value, default):
+                shown.append(f"{name}={getattr(value, '__name__', None) or repr(value)}")
+        state = "initialized" if getattr(self, "initialized_", False) else "uninitialized"
+        text = f"{type(self).__name__}[{state}]({', '.join(shown)})"
+        if state == "initialized":
+            module = "\n  ".join(repr(self.module_).splitlines())
+            text += f"\n  module_={module}"
+        return text
+
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state["_prediction_cache"] = None
@@ -588,6 +615,17 @@ def _to_device(x: Any, device: str | None) -> Any:
     if isinstance(x, tuple):
         return tuple(_to_device(v, device) for v in x)
     return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
+def _same(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    if isinstance(value, ValidSplit) and isinstance(default, ValidSplit):
+        return repr(value) == repr(default)
+    try:
+        return bool(value == default)
+    except Exception:
+        return False
 
 
 def _identity(x: Any) -> Any:
