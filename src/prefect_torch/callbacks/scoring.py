@@ -70,17 +70,16 @@ class _ScoreRecorder(Callback):
     def _phase(self, training: bool | None) -> bool:
         return bool(training) == bool(self.on_train)
 
-    def _batch_average(self, net: Any) -> float | None:
-        """The batch values of ``name`` averaged with batch sizes as weights, or None."""
+    def _record_batch_average(self, net: Any) -> None:
+        """Record the batch values of ``name`` averaged with batch sizes as weights, if any."""
         size_key = "train_batch_size" if self.on_train else "valid_batch_size"
         values, sizes = [], []
         for batch in net.history[-1]["batches"]:
             if self.name_ in batch and size_key in batch:
                 values.append(batch[self.name_])
                 sizes.append(batch[size_key])
-        if not sizes:
-            return None
-        return float(np.average(values, weights=sizes))
+        if sizes:
+            self._record(net, float(np.average(values, weights=sizes)))
 
 
 class PassthroughScoring(_ScoreRecorder):
@@ -92,13 +91,11 @@ class PassthroughScoring(_ScoreRecorder):
         self.on_train = on_train
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        score = self._batch_average(net)
-        if score is not None:
-            self._record(net, score)
+        self._record_batch_average(net)
 
 
-class BatchScoring(_ScoreRecorder):
-    """Scores every batch (``scoring`` as in :class:`EpochScoring`) and records the epoch average."""
+class _Scoring(_ScoreRecorder):
+    """Shared constructor of the scorer-driven callbacks."""
 
     def __init__(self, scoring: Any, lower_is_better: bool = True, on_train: bool = False,
                  name: str | None = None, target_extractor: Callable = to_numpy,
@@ -110,10 +107,14 @@ class BatchScoring(_ScoreRecorder):
         self.target_extractor = target_extractor
         self.use_caching = use_caching
 
-    def initialize(self) -> "BatchScoring":
+    def initialize(self) -> "_Scoring":
         super().initialize()
         self.scorer_ = _as_scorer(self.scoring)
         return self
+
+
+class BatchScoring(_Scoring):
+    """Scores every batch (``scoring`` as in :class:`EpochScoring`) and records the epoch average."""
 
     def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
                      y_pred: Any = None, **kwargs: Any) -> None:
@@ -129,12 +130,10 @@ class BatchScoring(_ScoreRecorder):
         net.history.record_batch(self.name_, float(score))
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        score = self._batch_average(net)
-        if score is not None:
-            self._record(net, score)
+        self._record_batch_average(net)
 
 
-class EpochScoring(_ScoreRecorder):
+class EpochScoring(_Scoring):
     """Scores the whole validation (or, with ``on_train=True``, training) data once per epoch.
 
     ``scoring`` is a scikit-learn scorer name (``"accuracy"``, ``"roc_auc"``...), a callable
@@ -145,19 +144,8 @@ class EpochScoring(_ScoreRecorder):
     'valid_f1'
     """
 
-    def __init__(self, scoring: Any, lower_is_better: bool = True, on_train: bool = False,
-                 name: str | None = None, target_extractor: Callable = to_numpy,
-                 use_caching: bool = True):
-        self.scoring = scoring
-        self.lower_is_better = lower_is_better
-        self.on_train = on_train
-        self.name = name
-        self.target_extractor = target_extractor
-        self.use_caching = use_caching
-
     def initialize(self) -> "EpochScoring":
         super().initialize()
-        self.scorer_ = _as_scorer(self.scoring)
         self._reset_cache()
         return self
 
