@@ -11,10 +11,8 @@ Indexing follows the epoch/key/batch/key pattern:
 from __future__ import annotations
 
 import json
+import os
 from typing import IO, Any
-
-_MISSING = object()
-
 
 def _select(row: Any, key: Any) -> Any:
     """``row[key]`` where ``key`` may be a tuple of keys (giving a tuple of values)."""
@@ -29,30 +27,26 @@ def _lookup(rows: Any, keys: tuple) -> Any:
         return rows
     head, rest = keys[0], keys[1:]
     if isinstance(rows, list):
-        if isinstance(head, slice):
-            if not rest:
-                return rows[head]
-            found = []
-            for row in rows[head]:
-                value = _try_lookup(row, rest)
-                if value is not _MISSING:
-                    found.append(value)
-            if rows[head] and not found:
-                raise KeyError(f"key {rest[0]!r} was not found in any row of the history")
-            return found
-        return _lookup(rows[head], rest)
+        if not isinstance(head, slice):
+            return _lookup(rows[head], rest)
+        if not rest:
+            return rows[head]
+        found, missing = [], None
+        for row in rows[head]:
+            try:
+                found.append(_lookup(row, rest))
+            except (KeyError, IndexError) as error:
+                missing = error
+        if not found:
+            raise missing if isinstance(missing, KeyError) else KeyError(
+                f"no history row in {head} has the key {rest[0]!r}"
+            )
+        return found
     try:
         value = _select(rows, head)
     except KeyError:
         raise KeyError(f"key {head!r} is not in this history row; it has {sorted(rows)}") from None
     return _lookup(value, rest)
-
-
-def _try_lookup(row: Any, keys: tuple) -> Any:
-    try:
-        return _lookup(row, keys)
-    except (KeyError, IndexError):
-        return _MISSING
 
 
 class History(list):
@@ -80,18 +74,18 @@ class History(list):
             return super().__getitem__(index)
         return _lookup(list(self), index)
 
-    def to_file(self, f: str | IO[str]) -> None:
+    def to_file(self, f: str | os.PathLike | IO[str]) -> None:
         """Write the history as a JSON list of epoch dicts."""
-        if isinstance(f, str):
+        if isinstance(f, (str, os.PathLike)):
             with open(f, "w", encoding="utf-8") as handle:
                 json.dump(self.to_list(), handle)
         else:
             json.dump(self.to_list(), f)
 
     @classmethod
-    def from_file(cls, f: str | IO[str]) -> "History":
+    def from_file(cls, f: str | os.PathLike | IO[str]) -> "History":
         """Read a history written by :meth:`to_file` (or by skorch)."""
-        if isinstance(f, str):
+        if isinstance(f, (str, os.PathLike)):
             with open(f, encoding="utf-8") as handle:
                 return cls(json.load(handle))
         return cls(json.load(f))

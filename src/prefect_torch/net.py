@@ -193,32 +193,43 @@ class NeuralNet(BaseEstimator):
         ]
 
     def _named_callbacks(self) -> list[tuple[str, Any]]:
+        """Defaults then user callbacks, uniquely named; PrintLog goes last so it sees every key.
+
+        Unnamed callbacks are named after their class; repeated names get ``_1``, ``_2``...
+        unless a user set the name, which must then be unique.
+        """
         if self.callbacks == "disable":
             return []
-        entries: list[tuple[str, Any, bool]] = []
+        groups: dict[str, list[Any]] = {}
+        named_by_user = set()
         for name, cb in self.get_default_callbacks():
-            entries.append((name, cb, True))
+            groups.setdefault(name, []).append(cb)
         for item in self.callbacks or []:
             if isinstance(item, tuple):
-                entries.append((item[0], item[1], True))
+                name, cb = item
+                named_by_user.add(name)
             else:
-                cls = item if isinstance(item, type) else type(item)
-                entries.append((cls.__name__, item, False))
-        counts: dict[str, int] = {}
-        for name, _, _ in entries:
-            counts[name] = counts.get(name, 0) + 1
-        named, seen = [], {}
-        for name, cb, explicit in entries:
-            if counts[name] > 1:
-                if any(n == name and e for n, _, e in entries):
+                cb = item
+                name = (item if isinstance(item, type) else type(item)).__name__
+            groups.setdefault(name, []).append(cb)
+        named = []
+        for name, cbs in groups.items():
+            if len(cbs) > 1 and name in named_by_user:
+                raise ValueError(
+                    f"two callbacks are named {name!r}; give them unique names, "
+                    f"e.g. callbacks=[('{name}_a', cb1), ('{name}_b', cb2)]"
+                )
+            for i, cb in enumerate(cbs, start=1):
+                unique = f"{name}_{i}" if len(cbs) > 1 else name
+                if len(cbs) > 1 and unique in groups:
                     raise ValueError(
-                        f"two callbacks are named {name!r}; give them unique names, "
-                        f"e.g. callbacks=[('{name}_a', cb1), ('{name}_b', cb2)]"
+                        f"cannot name the callback {unique!r}: a callback of that name exists; "
+                        "give the callbacks explicit names with (name, callback) pairs"
                     )
-                seen[name] = seen.get(name, 0) + 1
-                name = f"{name}_{seen[name]}"
-            named.append((name, cb))
-        return named
+                named.append((unique, cb))
+        is_log = [isinstance(cb, PrintLog) or (isinstance(cb, type) and issubclass(cb, PrintLog))
+                  for _, cb in named]
+        return [e for e, log in zip(named, is_log) if not log] + [e for e, log in zip(named, is_log) if log]
 
     def initialize_callbacks(self) -> "NeuralNet":
         """Build ``callbacks_``: defaults then user callbacks, named, with ``callbacks__`` params set."""
@@ -519,9 +530,6 @@ class NeuralNet(BaseEstimator):
     @contextlib.contextmanager
     def cached_predictions(self, y_preds: list[Any]) -> Iterator[None]:
         """Within this block, inference yields ``y_preds`` instead of running the module."""
-        if self.use_caching is False:
-            yield
-            return
         self._prediction_cache = y_preds
         try:
             yield

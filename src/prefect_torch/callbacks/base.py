@@ -12,9 +12,15 @@ Subclass it and override the hooks you need; every hook receives the net first.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 from ..utils import closest_name
+
+
+def emit(sink: Callable[[str], Any], text: str, verbose: Any) -> None:
+    """Send ``text`` to ``sink``: ``print`` only for a verbose net, any other sink always."""
+    if sink is not print or verbose:
+        sink(text)
 
 
 class Callback:

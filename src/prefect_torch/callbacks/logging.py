@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 import sys
 import time
 from typing import Any, Callable, Iterable
 
-from .base import Callback
+from .base import Callback, emit
 
 _COLORS = ("\033[36m", "\033[32m", "\033[35m", "\033[34m", "\033[33m")  # cyan, green, magenta...
 _RESET = "\033[0m"
@@ -36,7 +37,7 @@ class PrintLog(Callback):
 
     A metric whose ``<name>_best`` flag is set is highlighted when printing to a color
     terminal; ``event_*`` keys (such as ``event_cp``) show as a ``+`` column without their prefix.
-    ``sink`` receives each printed line (default ``print``); only nets with ``verbose`` print.
+    ``sink`` receives each line (default ``print``, which prints only for a ``verbose`` net).
     """
 
     def __init__(self, keys_ignored: str | Iterable[str] | None = None, sink: Callable = print,
@@ -70,12 +71,11 @@ class PrintLog(Callback):
         tail = ["dur"] if "dur" in keys else []
         return head + metrics + events + tail
 
-    def format_value(self, key: str, value: Any) -> str:
-        if key.startswith("event_"):
-            return "+" if value else ""
+    def format_value(self, value: Any) -> str:
+        """``+`` for a true flag, nothing for false/None, ``floatfmt`` for non-integral numbers."""
         if isinstance(value, bool) or value is None:
-            return "" if value is None else str(value)
-        if isinstance(value, float):
+            return "+" if value else ""
+        if isinstance(value, numbers.Number) and not float(value).is_integer():
             return format(value, self.floatfmt)
         return str(value)
 
@@ -83,14 +83,14 @@ class PrintLog(Callback):
         """The header, separator and value lines of ``row`` as ``simple`` table lines."""
         keys = self.sorted_keys(row)
         headers = [key[len("event_"):] if key.startswith("event_") else key for key in keys]
-        values = [self.format_value(key, row.get(key)) for key in keys]
+        values = [self.format_value(row.get(key)) for key in keys]
         widths = [max(len(h) + 2, len(v)) for h, v in zip(headers, values)]
         colors = itertools.cycle(_COLORS)
         highlight = self.sink is print and _stdout_is_color_terminal()
         cells = []
         for key, value, width in zip(keys, values, widths):
             color = next(colors) if not key.startswith("event_") and key not in ("epoch", "dur") else ""
-            numeric = isinstance(row.get(key), (int, float))
+            numeric = isinstance(row.get(key), numbers.Number) and not isinstance(row.get(key), bool)
             cell = value.rjust(width) if numeric or self.stralign == "right" else value.ljust(width)
             if highlight and color and row.get(f"{key}_best"):
                 cell = cell.replace(value, f"{color}{value}{_RESET}")
@@ -100,13 +100,13 @@ class PrintLog(Callback):
         return header, separator, "  ".join(cells)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        if not net.verbose:
+        if self.sink is print and not net.verbose:
             return
         header, separator, line = self.table_lines(net.history[-1])
         if self.first_iteration_:
-            self.sink(header)
-            self.sink(separator)
+            emit(self.sink, header, net.verbose)
+            emit(self.sink, separator, net.verbose)
             self.first_iteration_ = False
-        self.sink(line)
+        emit(self.sink, line, net.verbose)
         if self.sink is print:
             sys.stdout.flush()

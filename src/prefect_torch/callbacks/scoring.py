@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import get_scorer
+from sklearn.metrics import get_scorer, make_scorer
 
 from ..data import targets_of
 from ..utils import to_numpy
@@ -24,6 +24,7 @@ def _scorer_name(scoring: Any) -> str:
     if isinstance(scoring, str):
         return scoring
     func = getattr(scoring, "_score_func", scoring)
+    func = getattr(func, "func", func)  # functools.partial
     name = getattr(func, "__name__", None)
     return "score" if name in (None, "<lambda>") else name
 
@@ -41,6 +42,9 @@ def _as_scorer(scoring: Any) -> Callable[[Any, Any, Any], float]:
                 "sklearn.metrics.get_scorer_names() or a callable scorer(net, X, y)"
             ) from exc
     if callable(scoring):
+        is_metric = getattr(scoring, "__module__", "").startswith("sklearn.metrics")
+        if is_metric and not hasattr(scoring, "_score_func"):
+            return make_scorer(scoring)  # a plain metric such as f1_score(y_true, y_pred)
         return scoring
     raise TypeError(f"scoring must be None, a string or a callable, got {scoring!r}")
 
@@ -112,6 +116,10 @@ class _Scoring(_ScoreRecorder):
         self.scorer_ = _as_scorer(self.scoring)
         return self
 
+    def _caching(self, net: Any) -> bool:
+        """Reuse the step's predictions? The net's ``use_caching`` wins unless it is ``'auto'``."""
+        return self.use_caching if net.use_caching == "auto" else bool(net.use_caching)
+
 
 class BatchScoring(_Scoring):
     """Scores every batch (``scoring`` as in :class:`EpochScoring`) and records the epoch average."""
@@ -122,7 +130,7 @@ class BatchScoring(_Scoring):
             return
         X, y = batch
         y = None if y is None else self.target_extractor(y)
-        if self.use_caching and y_pred is not None:
+        if self._caching(net) and y_pred is not None:
             with net.cached_predictions([y_pred]):
                 score = self.scorer_(net, X, y)
         else:
@@ -158,15 +166,15 @@ class EpochScoring(_Scoring):
 
     def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
                      y_pred: Any = None, **kwargs: Any) -> None:
-        if not self.use_caching or not self._phase(training):
+        if not self._caching(net) or not self._phase(training):
             return
         self.y_preds_.append(y_pred.detach() if isinstance(y_pred, torch.Tensor) else y_pred)
         y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
         if y is not None:
             self.y_trues_.append(y)
 
-    def _targets(self, dataset: Any) -> Any:
-        if self.use_caching:
+    def _targets(self, net: Any, dataset: Any) -> Any:
+        if self._caching(net):
             if not self.y_trues_:
                 return None
             return np.concatenate([np.atleast_1d(self.target_extractor(y)) for y in self.y_trues_])
@@ -178,8 +186,8 @@ class EpochScoring(_Scoring):
         dataset = dataset_train if self.on_train else dataset_valid
         if dataset is None:
             return
-        y_true = self._targets(dataset)
-        if self.use_caching:
+        y_true = self._targets(net, dataset)
+        if self._caching(net):
             if not self.y_preds_:
                 return
             with net.cached_predictions(self.y_preds_):

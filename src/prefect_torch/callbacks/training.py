@@ -10,7 +10,7 @@ import math
 from typing import Any, Callable
 
 from ..exceptions import StopTraining
-from .base import Callback
+from .base import Callback, emit
 
 
 class EarlyStopping(Callback):
@@ -73,13 +73,11 @@ class EarlyStopping(Callback):
             return
         self.misses_ += 1
         if self.misses_ >= self.patience:
-            if net.verbose:
-                self.sink(f"Stopping since {self.monitor} has not improved in the last "
-                          f"{self.patience} epochs.")
+            emit(self.sink, f"Stopping since {self.monitor} has not improved in the last "
+                            f"{self.patience} epochs.", net.verbose)
             raise StopTraining
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         if self.load_best and self.best_model_weights_ is not None and self.misses_ > 0:
-            if net.verbose:
-                self.sink(f"Restoring best model from epoch {self.best_epoch_}.")
+            emit(self.sink, f"Restoring best model from epoch {self.best_epoch_}.", net.verbose)
             net.module_.load_state_dict(self.best_model_weights_)
