@@ -18,7 +18,7 @@ from sklearn.base import ClassifierMixin
 from torch import nn
 
 from .callbacks import EpochScoring
-from .data import ValidSplit
+from .data import ValidSplit, targets_of
 from .net import NeuralNet
 from .utils import is_torch_dataset, to_numpy
 
@@ -58,26 +58,27 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
 
     def check_data(self, X: Any, y: Any = None) -> None:
         super().check_data(X, y)
+        if y is None and is_torch_dataset(X):
+            y = targets_of(X)  # a Dataset with a ``y`` attribute still tells its classes
+            if y is None:
+                return
         if y is None:
-            if not is_torch_dataset(X):
-                raise ValueError(
-                    f"{type(self).__name__} needs targets: call fit(X, y) with y the class index of each sample"
-                )
-            return
+            raise ValueError(
+                f"{type(self).__name__} needs targets: call fit(X, y) with y the class index of each sample"
+            )
         y_np = to_numpy(y)
-        if y_np.dtype.kind not in "iub":
-            if y_np.dtype.kind == "f" and np.all(np.mod(y_np, 1) == 0) and \
-                    isinstance(self.criterion_, (nn.NLLLoss, nn.CrossEntropyLoss)):
-                raise TypeError(
-                    f"{type(self).__name__}: y has dtype {y_np.dtype} but "
-                    f"{type(self.criterion_).__name__} needs class indices of an integer dtype; "
-                    "convert it, e.g. y = y.astype(np.int64)"
-                )
-            if y_np.dtype.kind in "OUS":
-                raise TypeError(
-                    f"{type(self).__name__}: y holds labels such as {y_np.flat[0]!r}; encode them "
-                    "as class indices 0..n_classes-1, e.g. with sklearn.preprocessing.LabelEncoder"
-                )
+        if y_np.dtype.kind in "OUS":
+            raise TypeError(
+                f"{type(self).__name__}: y holds labels such as {str(y_np.flat[0])!r}; encode them "
+                "as class indices 0..n_classes-1, e.g. with sklearn.preprocessing.LabelEncoder"
+            )
+        class_index_loss = isinstance(self.criterion_, (nn.NLLLoss, nn.CrossEntropyLoss))
+        if y_np.ndim == 1 and y_np.dtype.kind == "f" and class_index_loss:
+            raise TypeError(
+                f"{type(self).__name__}: y has dtype {y_np.dtype} but "
+                f"{type(self.criterion_).__name__} needs class indices of an integer dtype; "
+                "convert it, e.g. y = y.astype(np.int64)"
+            )
         if y_np.ndim == 1:
             self.classes_inferred_ = np.unique(y_np)
 

@@ -127,13 +127,11 @@ def make_iterator(dataset: Any, iterator: Callable, kwargs: dict, device: Any) -
 
 
 def targets_of(dataset: Any) -> Any:
-    """The targets ``y`` of an in-memory dataset or a subset of one, else ``None``."""
-    if isinstance(dataset, Dataset):
-        return dataset.y
+    """The targets of a dataset with a ``y`` attribute, or of a ``Subset`` of one, else ``None``."""
     if isinstance(dataset, torch.utils.data.Subset):
         y = targets_of(dataset.dataset)
         return None if y is None else take(y, np.asarray(dataset.indices))
-    return None
+    return getattr(dataset, "y", None)
 
 
 class ValidSplit:
@@ -165,7 +163,7 @@ class ValidSplit:
                 raise ValueError(f"ValidSplit(cv={cv}): a float cv is the held-out fraction, in (0, 1)")
             kind = StratifiedShuffleSplit if stratified else ShuffleSplit
             return kind(n_splits=1, test_size=cv, random_state=self.random_state)
-        if hasattr(cv, "split"):
+        if hasattr(cv, "split") and not isinstance(cv, (str, bytes)):
             return cv
         raise TypeError(
             f"ValidSplit(cv={cv!r}): cv must be an int (folds), a float (fraction) or a splitter"

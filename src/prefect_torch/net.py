@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import inspect
+import re
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -32,6 +33,8 @@ from .params import PREFIXES, check_accepts, prefix_of, split_prefixed, unknown_
 from .utils import closest_name, get_len, is_torch_dataset, params_for, to_numpy, to_tensor
 
 DataLoader = torch.utils.data.DataLoader
+_GROUP_PARAM = re.compile(r"optimizer__param_groups__(\d+)__(\w+)$")
+_ABSENT = object()
 
 
 class _LearnableParams:
@@ -131,6 +134,7 @@ class NeuralNet(BaseEstimator):
         params.update(self._routed_params())
         if deep and getattr(self, "initialized_", False):
             for name, cb in self.callbacks_:
+                params.setdefault(f"callbacks__{name}", cb)
                 for key, value in cb.get_params().items():
                     params.setdefault(f"callbacks__{name}__{key}", value)
         return params
@@ -147,10 +151,19 @@ class NeuralNet(BaseEstimator):
                 raise ValueError(
                     f"invalid parameter {name!r} for {type(self).__name__}{closest_name(name, valid)}"
                 )
+        previous = {name: vars(self).get(name, _ABSENT) for name in params}
         for name, value in params.items():
             setattr(self, name, value)
         if getattr(self, "initialized_", False):
-            self._reinitialize_changed(set(params))
+            try:
+                self._reinitialize_changed(set(params))
+            except Exception:  # keep the net usable: put the old values back
+                for name, value in previous.items():
+                    if value is _ABSENT:
+                        delattr(self, name)
+                    else:
+                        setattr(self, name, value)
+                raise
         return self
 
     def _reinitialize_changed(self, changed: set[str]) -> None:
@@ -171,17 +184,43 @@ class NeuralNet(BaseEstimator):
             self._update_optimizer_hyperparams(optimizer_changed)
 
     def _update_optimizer_hyperparams(self, changed: list[str]) -> None:
-        """Change ``lr``/``optimizer__x`` in place when every param group has ``x``, else rebuild."""
-        kwargs = self.get_params_for("optimizer")
-        kwargs.setdefault("lr", self.lr)
-        names = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed]
+        """Change ``lr``/``optimizer__x`` in place when every param group has ``x``, else rebuild.
+
+        ``optimizer__param_groups__<i>__<x>`` changes group ``i`` only.
+        """
+        kwargs = self._optimizer_kwargs()
+        shared = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed
+                  if not _GROUP_PARAM.match(n)]
         groups = self.optimizer_.param_groups
-        if "optimizer" in names or not all(name in group for group in groups for name in names):
+        if {"optimizer", "param_groups"} & set(shared) or not all(
+            name in group for group in groups for name in shared
+        ):
             self.initialize_optimizer(reason=changed)
             return
         for group in groups:
-            for name in names:
+            for name in shared:
                 group[name] = kwargs[name]
+        self._apply_group_overrides()
+
+    def _optimizer_kwargs(self) -> dict[str, Any]:
+        """``optimizer__*`` arguments for the optimizer's constructor, ``lr`` included."""
+        kwargs = {k: v for k, v in self.get_params_for("optimizer").items()
+                  if not _GROUP_PARAM.match("optimizer__" + k)}
+        kwargs.setdefault("lr", self.lr)
+        return kwargs
+
+    def _apply_group_overrides(self) -> None:
+        groups = self.optimizer_.param_groups
+        for name, value in self._routed_params().items():
+            match = _GROUP_PARAM.match(name)
+            if match:
+                index, key = int(match.group(1)), match.group(2)
+                if index >= len(groups):
+                    raise ValueError(
+                        f"{name}: the optimizer has {len(groups)} param group(s), "
+                        f"so there is no group {index}"
+                    )
+                groups[index][key] = value
 
     # -- initialization -------------------------------------------------------------------------
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
@@ -304,8 +343,7 @@ class NeuralNet(BaseEstimator):
     def initialize_optimizer(self, reason: list[str] | None = None) -> "NeuralNet":
         """Build ``optimizer_``; ``optimizer__param_groups=[('glob*', {'lr': x})]`` sets groups."""
         self._reinit_message("optimizer", reason)
-        kwargs = self.get_params_for("optimizer")
-        kwargs.setdefault("lr", self.lr)
+        kwargs = self._optimizer_kwargs()
         patterns = kwargs.pop("param_groups", None) or []
         named = list(self.get_all_learnable_params())
         groups: list[dict[str, Any]] = [{"params": []} for _ in patterns] + [{"params": []}]
@@ -320,8 +358,9 @@ class NeuralNet(BaseEstimator):
         groups = [g for g in groups if g["params"]]
         if not groups:
             raise ValueError(f"the module {type(self.module_).__name__} has no learnable parameters")
-        check_accepts("optimizer", self.optimizer, {k: v for k, v in kwargs.items()})
+        check_accepts("optimizer", self.optimizer, kwargs)
         self.optimizer_ = self.optimizer(groups, **kwargs)
+        self._apply_group_overrides()
         return self
 
     def initialize_history(self) -> "NeuralNet":

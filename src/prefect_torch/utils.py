@@ -33,7 +33,8 @@ def to_tensor(x: Any, device: str | torch.device | None) -> Any:
     if isinstance(x, tuple):
         return tuple(to_tensor(value, device) for value in x)
     if is_dataframe(x):
-        x = x.to_numpy()
+        # DataFrames give read-only, column-major arrays: copy to row-major for fast batches
+        x = np.array(x.to_numpy(), order="C", copy=True)
     if isinstance(x, np.ndarray) and x.dtype == object:
         raise TypeError(
             f"cannot turn an array of dtype object into a tensor (first value: {x.flat[0]!r}); "
