@@ -6,7 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, make_scorer
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    make_scorer,
+)
 from sklearn.model_selection import StratifiedKFold
 from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau, StepLR
 
@@ -26,20 +31,6 @@ from prefect_torch.examples import MyModule, make_data
 from prefect_torch.exceptions import StopTraining
 
 N = 200  # 160 training and 40 validation samples with the default 5-fold split
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train much faster (and steadier) on one thread of a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_data(N)
 
 
 def make_net(cls=NeuralNetClassifier, **kwargs):

@@ -4,22 +4,18 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import PairDataset
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from prefect_torch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor, NotInitializedError, ValidSplit
+from prefect_torch import (
+    NeuralNet,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+    NotInitializedError,
+    ValidSplit,
+)
 from prefect_torch.examples import MyModule
-
-
-class PairDataset(torch.utils.data.Dataset):
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return torch.as_tensor(self.X[i]), torch.as_tensor(self.y[i])
 
 
 class TwoInputs(nn.Module):

@@ -11,15 +11,6 @@ from prefect_torch import History, NeuralNetClassifier
 from prefect_torch.examples import MyModule, make_data
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train much faster (and steadier) on one thread of a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(cls=History):
     """Three epochs; 'a' only from the second epoch on, 'only1' only in each epoch's second batch,
     'late' only in the batches of the last epoch."""

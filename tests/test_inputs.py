@@ -5,13 +5,19 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import PairDataset, assert_last_validation_matches, fit, make_net
 from sklearn.metrics import accuracy_score
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
-from prefect_torch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor, ValidSplit, predefined_split
+from prefect_torch import (
+    NeuralNet,
+    NeuralNetRegressor,
+    ValidSplit,
+    predefined_split,
+)
 from prefect_torch.data import Dataset, TensorBatches
-from prefect_torch.examples import MyModule, make_data
+from prefect_torch.examples import make_data
 
 EPS = torch.finfo(torch.float32).eps
 
@@ -32,34 +38,8 @@ class TwoInputs(OneInput):
         return super().forward(torch.cat([a, b], dim=1))
 
 
-class PairDataset(torch.utils.data.Dataset):
-    """A plain torch Dataset yielding ``(x, y)`` tensors."""
-
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return torch.as_tensor(self.X[i]), torch.as_tensor(self.y[i])
-
-
 class MyDataset(Dataset):
     """A subclass of the in-memory Dataset, as a user-supplied ``dataset=``."""
-
-
-def make_net(cls=NeuralNetClassifier, module=MyModule, **kwargs):
-    kwargs.setdefault("lr", 0.5)
-    kwargs.setdefault("max_epochs", 2)
-    kwargs.setdefault("batch_size", 64)
-    kwargs.setdefault("verbose", 0)
-    return cls(module, **kwargs)
-
-
-def fit(net, X, y=None, seed=0):
-    torch.manual_seed(seed)
-    return net.fit(X, y)
 
 
 def weights(net):
@@ -243,10 +223,7 @@ def test_predefined_split(data):
     net = fit(make_net(train_split=predefined_split(Dataset(Xv, yv)), max_epochs=2), X, y)
     assert net.history[-1, "batches", :, "train_batch_size"] == [64, 64, 64, 8]
     assert net.history[-1, "batches", :, "valid_batch_size"] == [60]
-    proba = torch.as_tensor(net.predict_proba(Xv))
-    loss = F.nll_loss(torch.log(proba + EPS), torch.as_tensor(yv)).item()
-    assert net.history[-1, "valid_loss"] == pytest.approx(loss, rel=1e-6)
-    assert net.history[-1, "valid_acc"] == accuracy_score(yv, net.predict(Xv))
+    assert_last_validation_matches(net, Xv, yv)
 
 
 def test_predefined_split_with_a_torch_dataset(data):

@@ -5,11 +5,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_last_validation_matches, fit, make_net
 from sklearn.metrics import accuracy_score, r2_score
 from torch import nn
 
-from prefect_torch import History, NeuralNet, NeuralNetClassifier, NeuralNetRegressor, ValidSplit
-from prefect_torch.callbacks import Callback, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from prefect_torch import (
+    History,
+    NeuralNet,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+    ValidSplit,
+)
+from prefect_torch.callbacks import (
+    Callback,
+    EpochScoring,
+    EpochTimer,
+    PassthroughScoring,
+    PrintLog,
+)
 from prefect_torch.data import Dataset
 from prefect_torch.examples import MyModule
 
@@ -42,19 +55,6 @@ class Reg(nn.Sequential):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def make_net(cls=NeuralNetClassifier, module=MyModule, **kwargs):
-    kwargs.setdefault("lr", 0.5)
-    kwargs.setdefault("max_epochs", 2)
-    kwargs.setdefault("batch_size", 64)
-    kwargs.setdefault("verbose", 0)
-    return cls(module, **kwargs)
-
-
-def fit(net, X, y, seed=0, **fit_params):
-    torch.manual_seed(seed)
-    return net.fit(X, y, **fit_params)
-
-
 def same_weights(a, b):
     sa, sb = a.module_.state_dict(), b.module_.state_dict()
     assert list(sa) == list(sb)
@@ -303,10 +303,7 @@ def test_last_epoch_validation_matches_the_fitted_net(data):
     X, y = data
     net = fit(make_net(max_epochs=3), X, y)
     Xv, yv = valid_fold(X, y)
-    proba = torch.as_tensor(net.predict_proba(Xv))
-    loss = F.nll_loss(torch.log(proba + EPS), torch.as_tensor(yv)).item()
-    assert net.history[-1, "valid_loss"] == pytest.approx(loss, rel=1e-6)
-    assert net.history[-1, "valid_acc"] == accuracy_score(yv, net.predict(Xv))
+    assert_last_validation_matches(net, Xv, yv)
 
 
 def test_history_indexing(data):

@@ -4,29 +4,11 @@ import sys
 
 import pytest
 import torch
+from helpers import ANSI, HEADER, ROW, SEPARATOR
 
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Callback, EpochScoring, LRScheduler, PrintLog
-from prefect_torch.examples import MyModule, make_data
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-HEADER = "  epoch    train_loss    valid_acc    valid_loss     dur"
-SEPARATOR = "-------  ------------  -----------  ------------  ------"
-ROW = re.compile(r"^ {0,6}(\d+) {2,}(\d\.\d{4}) {2,}(\d\.\d{4}) {2,}(\d\.\d{4}) {2,}(\d+\.\d{4})$")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train much faster (and steadier) on one thread of a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_data(200)
+from prefect_torch.examples import MyModule
 
 
 def make_net(cls=NeuralNetClassifier, **kwargs):
@@ -307,7 +289,7 @@ def test_table_with_events_matches_skorch(data):
 
 
 def test_table_with_user_callbacks_matches_skorch(data):
-    skorch = pytest.importorskip("skorch")
+    pytest.importorskip("skorch")
     from skorch import callbacks as sc
 
     theirs = skorch_lines(data, max_epochs=3, callbacks=[

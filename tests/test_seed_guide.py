@@ -3,7 +3,6 @@
 Only the imports are changed; ``get_features()`` of the guide becomes a ``StandardScaler``.
 """
 import os
-import pathlib
 import pickle
 import re
 import subprocess
@@ -12,29 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import ANSI, HEADER, REPO, ROW, SEPARATOR, shared_file
 from sklearn.datasets import make_classification
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
-from prefect_torch import NeuralNet, NeuralNetClassifier
-from prefect_torch import examples
+from prefect_torch import NeuralNet, NeuralNetClassifier, examples
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-GUIDE = pathlib.Path("/work/shared/seed/save_load.rst")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-HEADER = "  epoch    train_loss    valid_acc    valid_loss     dur"
-SEPARATOR = "-------  ------------  -----------  ------------  ------"
-ROW = re.compile(r"^ {0,6}(\d+) {2,}(\d\.\d{4}) {2,}(\d\.\d{4}) {2,}(\d\.\d{4}) {2,}(\d+\.\d{4})$")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train much faster (and steadier) on one thread of a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+GUIDE = shared_file("seed/save_load.rst")
 
 
 # -- the guide's data and module ("Using callbacks") -------------------------------------------

@@ -7,13 +7,23 @@ import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    ParameterGrid,
+    StratifiedKFold,
+    cross_val_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from prefect_torch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor, NotInitializedError
+from prefect_torch import (
+    NeuralNet,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+    NotInitializedError,
+)
 from prefect_torch.examples import MyModule  # importable in joblib's worker processes
 
 
