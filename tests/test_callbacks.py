@@ -942,3 +942,47 @@ def test_lr_scheduler_matches_skorch(data, make_callbacks):
 def test_lr_scheduler_invalid_step_every():
     with pytest.raises(ValueError, match="step_every"):
         LRScheduler(StepLR, step_size=1, step_every="minute").initialize()
+
+
+# -- notification plumbing -------------------------------------------------------------------
+class CountingCallback(Callback):
+    def initialize(self):
+        self.batches_ = 0
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        self.batches_ += 1
+
+
+def test_callbacks_added_to_callbacks_after_initialize_are_notified(data):
+    """The per-hook dispatch table follows changes of ``callbacks_``."""
+    net = make_net(max_epochs=1, verbose=0).initialize()
+    net.fit(*data)
+    late = CountingCallback().initialize()
+    net.callbacks_.append(("late", late))
+    net.partial_fit(*data, epochs=1)
+    batches = net.history[-1, "train_batch_count"] + net.history[-1, "valid_batch_count"]
+    assert late.batches_ == batches
+
+
+def test_accuracy_scorer_matches_sklearn_for_plain_and_unusual_labels():
+    from sklearn.metrics import accuracy_score
+
+    from prefect_torch.callbacks.scoring import _as_scorer
+
+    class FixedPredictions:
+        def __init__(self, y_pred):
+            self.y_pred = y_pred
+
+        def predict(self, X):
+            return self.y_pred
+
+    scorer = _as_scorer("accuracy")
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
+    assert scorer(FixedPredictions(y_pred), None, y_true) == accuracy_score(y_true, y_pred)
+    # string labels and 2-D multilabel indicators take sklearn's path and agree with it
+    labels = np.array(["a", "b"])[y_true % 2], np.array(["a", "b"])[y_pred % 2]
+    assert scorer(FixedPredictions(labels[1]), None, labels[0]) == accuracy_score(*labels)
+    multi_true, multi_pred = rng.integers(0, 2, (20, 3)), rng.integers(0, 2, (20, 3))
+    assert scorer(FixedPredictions(multi_pred), None, multi_true) == accuracy_score(multi_true, multi_pred)

@@ -19,7 +19,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import (
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+)
 
 from .utils import get_len, is_torch_dataset, take, to_numpy, to_tensor
 

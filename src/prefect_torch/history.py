@@ -14,6 +14,7 @@ import json
 import os
 from typing import IO, Any
 
+
 def _select(row: Any, key: Any) -> Any:
     """``row[key]`` where ``key`` may be a tuple of keys (giving a tuple of values)."""
     if isinstance(key, tuple):

@@ -24,13 +24,28 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from .callbacks import EpochTimer, PassthroughScoring, PrintLog
+from .callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from .data import Dataset, ValidSplit, as_dataset, make_iterator
-from .diagnostics import check_elementwise_shapes, explain_loss_error, explain_module_error
+from .diagnostics import (
+    check_elementwise_shapes,
+    explain_loss_error,
+    explain_module_error,
+)
 from .exceptions import NotInitializedError
 from .history import History
-from .params import PREFIXES, check_accepts, prefix_of, split_prefixed, unknown_kwarg_message
-from .utils import closest_name, get_len, is_torch_dataset, params_for, to_numpy, to_tensor
+from .params import (
+    check_accepts,
+    prefix_of,
+    unknown_kwarg_message,
+)
+from .utils import (
+    closest_name,
+    get_len,
+    is_torch_dataset,
+    params_for,
+    to_numpy,
+    to_tensor,
+)
 
 DataLoader = torch.utils.data.DataLoader
 _GROUP_PARAM = re.compile(r"optimizer__param_groups__(\d+)__(\w+)$")
@@ -399,8 +414,23 @@ class NeuralNet(BaseEstimator):
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Call ``hook`` on the net itself, then on every callback in order."""
         getattr(self, hook)(self, **kwargs)
-        for _, cb in self.callbacks_:
-            getattr(cb, hook)(self, **kwargs)
+        for method in self._hook_methods(hook):
+            method(self, **kwargs)
+
+    def _hook_methods(self, hook: str) -> list[Callable]:
+        """The callbacks' ``hook`` methods, leaving out the base class's no-ops (cached per list)."""
+        callbacks = self.callbacks_
+        key = (id(callbacks), len(callbacks))
+        cache = self.__dict__.get("_hook_cache")
+        if cache is None or cache[0] != key:
+            cache = self._hook_cache = (key, {})
+        methods = cache[1].get(hook)
+        if methods is None:
+            methods = cache[1][hook] = [
+                getattr(cb, hook) for _, cb in callbacks
+                if getattr(type(cb), hook, None) is not getattr(Callback, hook)
+            ]
+        return methods
 
     def on_train_begin(self, net: "NeuralNet", **kwargs: Any) -> None:
         pass
@@ -493,12 +523,13 @@ class NeuralNet(BaseEstimator):
         if iterator is None:
             return
         record = self.history.record_batch
+        loss_key, size_key = f"{prefix}_loss", f"{prefix}_batch_size"
         count = 0
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            record(f"{prefix}_loss", step["loss"].item())
-            record(f"{prefix}_batch_size", get_len(batch[0]) if isinstance(batch, (tuple, list)) else get_len(batch))
+            record(loss_key, step["loss"].item())
+            record(size_key, get_len(batch[0]) if isinstance(batch, (tuple, list)) else get_len(batch))
             self.notify("on_batch_end", batch=batch, training=training, **step)
             count += 1
         self.history.record(f"{prefix}_batch_count", count)
@@ -644,6 +675,7 @@ class NeuralNet(BaseEstimator):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state["_prediction_cache"] = None
+        state.pop("_hook_cache", None)
         return state
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import get_scorer, make_scorer
+from sklearn.metrics import accuracy_score, get_scorer, make_scorer
 
 from ..data import targets_of
 from ..utils import to_numpy
@@ -29,10 +29,29 @@ def _scorer_name(scoring: Any) -> str:
     return "score" if name in (None, "<lambda>") else name
 
 
+class _Accuracy:
+    """sklearn's ``"accuracy"`` scorer without its per-call input validation for plain labels.
+
+    For 1-D integer labels the result is the same number (the mean of ``predict(X) == y``);
+    anything else goes to sklearn's scorer.
+    """
+
+    def __call__(self, net: Any, X: Any, y: Any) -> float:
+        y_pred = net.predict(X)
+        y_true = np.asarray(y)
+        plain = (
+            y_true.ndim == 1 and y_true.shape == np.shape(y_pred)
+            and y_true.dtype.kind in "iu" and np.asarray(y_pred).dtype.kind in "iu"
+        )
+        return float(np.mean(y_pred == y_true)) if plain else accuracy_score(y_true, y_pred)
+
+
 def _as_scorer(scoring: Any) -> Callable[[Any, Any, Any], float]:
     """A ``scorer(net, X, y)``: sklearn's named scorers, callables, or ``net.score`` for None."""
     if scoring is None:
         return lambda net, X, y: net.score(X, y)
+    if scoring == "accuracy":
+        return _Accuracy()
     if isinstance(scoring, str):
         try:
             return get_scorer(scoring)
