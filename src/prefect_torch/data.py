@@ -29,6 +29,15 @@ from sklearn.model_selection import (
 from .utils import get_len, is_torch_dataset, take, to_numpy, to_tensor
 
 
+def check_same_length(n_samples: int, y: Any) -> None:
+    """Raise a clear error unless ``y`` is None or holds one target per sample."""
+    if y is not None and get_len(y) != n_samples:
+        raise ValueError(
+            f"X and y have different lengths: len(X)={n_samples}, len(y)={get_len(y)}; "
+            "pass exactly one target per sample"
+        )
+
+
 class Dataset(torch.utils.data.Dataset):
     """In-memory samples ``X`` (array, tensor, DataFrame or dict of arrays) and optional targets ``y``."""
 
@@ -36,11 +45,7 @@ class Dataset(torch.utils.data.Dataset):
         self.X = X
         self.y = y
         self._len = get_len(X) if length is None else length
-        if y is not None and get_len(y) != self._len:
-            raise ValueError(
-                f"X and y have different lengths: len(X)={self._len}, len(y)={get_len(y)}; "
-                "pass exactly one target per sample"
-            )
+        check_same_length(self._len, y)
         self._tensors: dict[str, tuple] = {}
 
     def __len__(self) -> int:

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from .callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
-from .data import Dataset, ValidSplit, as_dataset, make_iterator
+from .data import Dataset, ValidSplit, as_dataset, check_same_length, make_iterator
 from .diagnostics import (
     check_elementwise_shapes,
     explain_loss_error,
@@ -457,11 +457,8 @@ class NeuralNet(BaseEstimator):
     # -- data -----------------------------------------------------------------------------------
     def check_data(self, X: Any, y: Any = None) -> None:
         """Validate the training data before fitting (subclasses add target checks)."""
-        if y is not None and not is_torch_dataset(X) and get_len(X) != get_len(y):
-            raise ValueError(
-                f"X and y have different lengths: len(X)={get_len(X)}, len(y)={get_len(y)}; "
-                "pass exactly one target per sample"
-            )
+        if not is_torch_dataset(X):
+            check_same_length(get_len(X), y)
 
     def get_dataset(self, X: Any, y: Any = None) -> Any:
         return as_dataset(X, y, self.dataset, **self.get_params_for("dataset"))
