@@ -986,3 +986,14 @@ def test_accuracy_scorer_matches_sklearn_for_plain_and_unusual_labels():
     assert scorer(FixedPredictions(labels[1]), None, labels[0]) == accuracy_score(*labels)
     multi_true, multi_pred = rng.integers(0, 2, (20, 3)), rng.integers(0, 2, (20, 3))
     assert scorer(FixedPredictions(multi_pred), None, multi_true) == accuracy_score(multi_true, multi_pred)
+
+
+def test_net_with_default_scoring_callback_pickles(data):
+    """scoring=None scores with net.score; the initialized callback must still pickle."""
+    import pickle
+
+    net = make_net(max_epochs=2, verbose=0,
+                   callbacks=[EpochScoring(None, lower_is_better=False, name="net_score")]).fit(*data)
+    clone = pickle.loads(pickle.dumps(net))
+    assert clone.history[:, "net_score"] == net.history[:, "net_score"]
+    np.testing.assert_array_equal(clone.predict_proba(data[0]), net.predict_proba(data[0]))

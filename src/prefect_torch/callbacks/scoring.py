@@ -46,11 +46,15 @@ class _Accuracy:
         return float(np.mean(y_pred == y_true)) if plain else accuracy_score(y_true, y_pred)
 
 
+def _net_score(net: Any, X: Any, y: Any) -> float:
+    return net.score(X, y)
+
+
 def _as_scorer(scoring: Any) -> Callable[[Any, Any, Any], float]:
     """A ``scorer(net, X, y)``: sklearn's named scorers, callables, or ``net.score`` for None."""
     if scoring is None:
-        return lambda net, X, y: net.score(X, y)
-    if scoring == "accuracy":
+        return _net_score
+    if isinstance(scoring, str) and scoring == "accuracy":
         return _Accuracy()
     if isinstance(scoring, str):
         try:
