@@ -10,7 +10,3 @@ class NotInitializedError(NotFittedError):
 
 class StopTraining(KeyboardInterrupt):
     """Raised by a callback (e.g. EarlyStopping) to end ``fit`` after the current epoch."""
-
-
-class PrefectTorchWarning(UserWarning):
-    """Base class of the warnings this package emits."""
