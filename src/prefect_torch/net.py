@@ -34,6 +34,7 @@ from .diagnostics import (
 from .exceptions import NotInitializedError
 from .history import History
 from .params import (
+    PREFIXES,
     check_accepts,
     prefix_of,
     unknown_kwarg_message,
@@ -48,7 +49,7 @@ from .utils import (
 )
 
 DataLoader = torch.utils.data.DataLoader
-_GROUP_PARAM = re.compile(r"optimizer__param_groups__(\d+)__(\w+)$")
+_GROUP_PARAM = re.compile(r"param_groups__(\d+)__(\w+)$")
 _ABSENT = object()
 
 
@@ -74,6 +75,9 @@ class NeuralNet(BaseEstimator):
     >>> net.initialize().module_
     Linear(in_features=4, out_features=1, bias=True)
     """
+
+    #: argument prefixes routed to the net's parts; subclasses with more parts extend it
+    prefixes_: tuple[str, ...] = PREFIXES
 
     def __init__(
         self,
@@ -136,12 +140,16 @@ class NeuralNet(BaseEstimator):
     def _init_param_names(cls) -> list[str]:
         return list(cls._init_defaults())
 
+    def _prefix_of(self, name: str) -> str | None:
+        return prefix_of(name, self.prefixes_)
+
     def _check_routable(self, name: str) -> None:
-        if prefix_of(name) is None or name.endswith("_"):
-            raise TypeError(unknown_kwarg_message(type(self).__name__, name, self._init_param_names()))
+        if self._prefix_of(name) is None or name.endswith("_"):
+            raise TypeError(unknown_kwarg_message(
+                type(self).__name__, name, self._init_param_names(), self.prefixes_))
 
     def _routed_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if prefix_of(k) is not None}
+        return {k: v for k, v in vars(self).items() if self._prefix_of(k) is not None}
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor arguments, including the routed ``prefix__x`` ones."""
@@ -162,7 +170,7 @@ class NeuralNet(BaseEstimator):
         """Set parameters; parts whose parameters changed are re-initialized (``lr`` in place)."""
         valid = self._init_param_names()
         for name in params:
-            if name not in valid and prefix_of(name) is None:
+            if name not in valid and self._prefix_of(name) is None:
                 raise ValueError(
                     f"invalid parameter {name!r} for {type(self).__name__}{closest_name(name, valid)}"
                 )
@@ -183,7 +191,7 @@ class NeuralNet(BaseEstimator):
 
     def _reinitialize_changed(self, changed: set[str]) -> None:
         def touched(part: str) -> list[str]:
-            return sorted(n for n in changed if n == part or prefix_of(n) == part)
+            return sorted(n for n in changed if n == part or self._prefix_of(n) == part)
 
         if touched("callbacks"):
             self.initialize_callbacks()
@@ -203,9 +211,9 @@ class NeuralNet(BaseEstimator):
 
         ``optimizer__param_groups__<i>__<x>`` changes group ``i`` only.
         """
-        kwargs = self._optimizer_kwargs()
-        shared = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed
-                  if not _GROUP_PARAM.match(n)]
+        _, kwargs = self.get_params_for_optimizer("optimizer", [])
+        suffixes = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed]
+        shared = [name for name in suffixes if not _GROUP_PARAM.match(name)]
         groups = self.optimizer_.param_groups
         if {"optimizer", "param_groups"} & set(shared) or not all(
             name in group for group in groups for name in shared
@@ -215,24 +223,18 @@ class NeuralNet(BaseEstimator):
         for group in groups:
             for name in shared:
                 group[name] = kwargs[name]
-        self._apply_group_overrides()
+        self._apply_group_overrides(self.optimizer_, "optimizer")
 
-    def _optimizer_kwargs(self) -> dict[str, Any]:
-        """``optimizer__*`` arguments for the optimizer's constructor, ``lr`` included."""
-        kwargs = {k: v for k, v in self.get_params_for("optimizer").items()
-                  if not _GROUP_PARAM.match("optimizer__" + k)}
-        kwargs.setdefault("lr", self.lr)
-        return kwargs
-
-    def _apply_group_overrides(self) -> None:
-        groups = self.optimizer_.param_groups
-        for name, value in self._routed_params().items():
+    def _apply_group_overrides(self, optimizer: torch.optim.Optimizer, prefix: str) -> None:
+        """Apply ``<prefix>__param_groups__<i>__<x>`` arguments to the built optimizer's groups."""
+        groups = optimizer.param_groups
+        for name, value in self.get_params_for(prefix).items():
             match = _GROUP_PARAM.match(name)
             if match:
                 index, key = int(match.group(1)), match.group(2)
                 if index >= len(groups):
                     raise ValueError(
-                        f"{name}: the optimizer has {len(groups)} param group(s), "
+                        f"{prefix}__{name}: the optimizer has {len(groups)} param group(s), "
                         f"so there is no group {index}"
                     )
                 groups[index][key] = value
@@ -315,14 +317,23 @@ class NeuralNet(BaseEstimator):
             because = f" because the following parameters were re-set: {', '.join(reason)}" if reason else ""
             print(f"Re-initializing {part}{because}.")
 
-    def _build(self, part: str, factory: Any) -> Any:
-        kwargs = self.get_params_for(part)
-        if isinstance(factory, nn.Module):
+    def initialized_instance(self, instance_or_cls: Any, kwargs: dict[str, Any], part: str = "module") -> Any:
+        """An instance as given (when there are no kwargs), else one built with ``kwargs``."""
+        if isinstance(instance_or_cls, nn.Module):
             if not kwargs:
-                return factory
-            factory = type(factory)
-        check_accepts(part, factory, kwargs)
-        return factory(**kwargs)
+                return instance_or_cls
+            instance_or_cls = type(instance_or_cls)
+        check_accepts(part, instance_or_cls, kwargs)
+        return instance_or_cls(**kwargs)
+
+    def _build(self, part: str, factory: Any) -> Any:
+        return self.initialized_instance(factory, self.get_params_for(part), part)
+
+    def torch_compile(self, module: nn.Module, name: str = "module") -> nn.Module:
+        """``torch.compile(module, **compile__kwargs)`` when ``compile=True``, else ``module``."""
+        if not self.compile:
+            return module
+        return torch.compile(module, **self.get_params_for("compile"))
 
     def _check_device(self) -> None:
         device = torch.device(self.device) if self.device is not None else None
@@ -337,7 +348,7 @@ class NeuralNet(BaseEstimator):
         self._check_device()
         module = self._build("module", self.module)
         module = module.to(self.device) if self.device is not None else module
-        self.module_ = torch.compile(module) if self.compile else module
+        self.module_ = self.torch_compile(module, "module")
         return self
 
     def initialize_criterion(self, reason: list[str] | None = None) -> "NeuralNet":
@@ -355,14 +366,23 @@ class NeuralNet(BaseEstimator):
                     seen.add(id(param))
                     yield name, param
 
-    def initialize_optimizer(self, reason: list[str] | None = None) -> "NeuralNet":
-        """Build ``optimizer_``; ``optimizer__param_groups=[('glob*', {'lr': x})]`` sets groups."""
-        self._reinit_message("optimizer", reason)
-        kwargs = self._optimizer_kwargs()
+    def get_params_for_optimizer(self, prefix: str, named_parameters: Any) -> tuple[tuple, dict[str, Any]]:
+        """``(args, kwargs)`` that build the optimizer ``prefix`` over ``named_parameters``.
+
+        ``<prefix>__param_groups=[('glob*', {'lr': x})]`` puts matching parameters in groups of
+        their own; ``lr`` defaults to the net's. For nets with several optimizers:
+
+        >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
+        ...                 module__out_features=1, optimizer__momentum=0.9).initialize()
+        >>> args, kwargs = net.get_params_for_optimizer("optimizer", net.module_.named_parameters())
+        >>> sorted(kwargs.items()), [len(group["params"]) for group in args[0]]
+        ([('lr', 0.01), ('momentum', 0.9)], [2])
+        """
+        kwargs = {k: v for k, v in self.get_params_for(prefix).items() if not _GROUP_PARAM.match(k)}
+        kwargs.setdefault("lr", self.lr)
         patterns = kwargs.pop("param_groups", None) or []
-        named = list(self.get_all_learnable_params())
         groups: list[dict[str, Any]] = [{"params": []} for _ in patterns] + [{"params": []}]
-        for name, param in named:
+        for name, param in named_parameters:
             for i, (pattern, options) in enumerate(patterns):
                 if fnmatch.fnmatch(name, pattern):
                     groups[i].update(options)
@@ -370,12 +390,17 @@ class NeuralNet(BaseEstimator):
                     break
             else:
                 groups[-1]["params"].append(param)
-        groups = [g for g in groups if g["params"]]
-        if not groups:
+        return ([g for g in groups if g["params"]],), kwargs
+
+    def initialize_optimizer(self, reason: list[str] | None = None) -> "NeuralNet":
+        """Build ``optimizer_`` over the module's and criterion's learnable parameters."""
+        self._reinit_message("optimizer", reason)
+        args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
+        if not args[0]:
             raise ValueError(f"the module {type(self.module_).__name__} has no learnable parameters")
         check_accepts("optimizer", self.optimizer, kwargs)
-        self.optimizer_ = self.optimizer(groups, **kwargs)
-        self._apply_group_overrides()
+        self.optimizer_ = self.optimizer(*args, **kwargs)
+        self._apply_group_overrides(self.optimizer_, "optimizer")
         return self
 
     def initialize_history(self) -> "NeuralNet":
@@ -399,6 +424,36 @@ class NeuralNet(BaseEstimator):
     @history.setter
     def history(self, value: History) -> None:
         self.history_ = value
+
+    def trim_for_prediction(self) -> "NeuralNet":
+        """Drop what only training needs (optimizer, criterion, callbacks, history): a smaller net
+        that can still predict but no longer be trained. Irreversible; deep-copy first if needed.
+
+        >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
+        ...                 module__out_features=1).initialize().trim_for_prediction()
+        >>> net.optimizer_ is None, net.predict(np.zeros((1, 2), dtype=np.float32)).shape
+        (True, (1, 1))
+        """
+        if getattr(self, "trimmed_for_prediction_", False):
+            return self
+        self.check_is_fitted()
+        if self.predict_nonlinearity == "auto":  # it depends on the criterion about to go
+            self.predict_nonlinearity = self._predict_nonlinearity()
+        self._set_training(False)
+        self.callbacks_ = []
+        self.history_ = History()
+        self.train_split = None
+        self.iterator_train = None
+        self.optimizer_ = self.criterion_ = None
+        self.trimmed_for_prediction_ = True
+        return self
+
+    def _check_trainable(self) -> None:
+        if getattr(self, "trimmed_for_prediction_", False):
+            raise RuntimeError(
+                f"this {type(self).__name__} was trimmed for prediction and cannot be trained; "
+                "train a copy made before trim_for_prediction(), or a new net"
+            )
 
     def check_is_fitted(self) -> None:
         if not getattr(self, "initialized_", False):
@@ -481,6 +536,7 @@ class NeuralNet(BaseEstimator):
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> "NeuralNet":
         """(Re-)initialize unless ``warm_start``, then train for ``max_epochs`` epochs."""
+        self._check_trainable()
         if not self.warm_start or not getattr(self, "initialized_", False):
             self.initialize()
         self.partial_fit(X, y, **fit_params)
@@ -488,6 +544,7 @@ class NeuralNet(BaseEstimator):
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> "NeuralNet":
         """Continue training without re-initializing; ``epochs=n`` overrides ``max_epochs``."""
+        self._check_trainable()
         if not getattr(self, "initialized_", False):
             self.initialize()
         self.notify("on_train_begin", X=X, y=y)
@@ -534,7 +591,7 @@ class NeuralNet(BaseEstimator):
     def _set_training(self, training: bool) -> None:
         if self.module_.training != training:
             self.module_.train(training)
-        if self.criterion_.training != training:
+        if self.criterion_ is not None and self.criterion_.training != training:
             self.criterion_.train(training)
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:

@@ -1,48 +1,40 @@
 """Parameter routing for the nets: ``module__x`` style keyword arguments and their validation.
 
->>> split_prefixed({"module__num_units": 20, "lr": 0.1})
-{'module': {'num_units': 20}}
+>>> prefix_of("module__num_units"), prefix_of("lr")
+('module', None)
 >>> unknown_kwarg_message("NeuralNet", "module_num_units", ["lr"])
 "NeuralNet got an unexpected argument 'module_num_units'; did you mean 'module__num_units'?"
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .utils import closest_name
 
 PREFIXES = (
     "module", "criterion", "optimizer", "iterator_train", "iterator_valid", "dataset", "callbacks",
+    "compile",
 )
 
 
-def prefix_of(name: str) -> str | None:
+def prefix_of(name: str, prefixes: Sequence[str] = PREFIXES) -> str | None:
     """The routing prefix of ``name`` (``'module'`` for ``'module__x'``), or None."""
     head, sep, _ = name.partition("__")
-    return head if sep and head in PREFIXES else None
+    return head if sep and head in prefixes else None
 
 
-def split_prefixed(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Group ``prefix__key`` entries by prefix."""
-    grouped: dict[str, dict[str, Any]] = {}
-    for name, value in params.items():
-        prefix = prefix_of(name)
-        if prefix is not None:
-            grouped.setdefault(prefix, {})[name[len(prefix) + 2:]] = value
-    return grouped
-
-
-def unknown_kwarg_message(owner: str, name: str, valid: Iterable[str]) -> str:
+def unknown_kwarg_message(owner: str, name: str, valid: Iterable[str],
+                          prefixes: Sequence[str] = PREFIXES) -> str:
     """An error message for an argument that is neither a parameter nor routed by a prefix."""
-    for prefix in PREFIXES:
+    for prefix in prefixes:
         if name.startswith(prefix + "_") and not name.startswith(prefix + "__"):
             hint = f"; did you mean {prefix + '__' + name[len(prefix) + 1:]!r}?"
             break
     else:
         hint = closest_name(name, list(valid)) or (
             "; arguments for the parts of the net take a prefix: "
-            + ", ".join(f"{p}__<name>" for p in PREFIXES)
+            + ", ".join(f"{p}__<name>" for p in prefixes)
         )
     return f"{owner} got an unexpected argument {name!r}{hint}"
 

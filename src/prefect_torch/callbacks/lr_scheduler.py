@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
@@ -63,6 +64,28 @@ class LRScheduler(Callback):
         self.event_name = event_name
         self.step_every = step_every
         self.kwargs = kwargs
+
+    def simulate(self, steps: int, initial_lr: float, step_args: Any = None) -> np.ndarray:
+        """The learning rates of ``steps`` steps from ``initial_lr``, without training.
+
+        ``step_args`` are the values given to ``step()`` (ReduceLROnPlateau's metric): one per
+        step, or one for all.
+
+        >>> LRScheduler("StepLR", step_size=2, gamma=0.1).simulate(5, 1.0).round(4).tolist()
+        [1.0, 1.0, 0.1, 0.1, 0.01]
+        """
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=initial_lr)
+        scheduler = _resolve_policy(self.policy)(optimizer, **self.kwargs)
+        args = np.broadcast_to(np.asarray(step_args, dtype=float), (steps,)) if step_args is not None else None
+        lrs = []
+        for i in range(steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()  # no gradients: changes nothing, keeps torch's step order
+            if args is None:
+                scheduler.step()
+            else:
+                scheduler.step(float(args[i]))
+        return np.asarray(lrs)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {**super().get_params(deep), **self.kwargs}
