@@ -4,10 +4,10 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import PairDataset
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from helpers import PairDataset
 from prefect_torch import (
     NeuralNet,
     NeuralNetClassifier,

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import PairDataset, assert_last_validation_matches, fit, make_net
 from sklearn.metrics import accuracy_score
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
+from helpers import PairDataset, assert_last_validation_matches, fit, make_net
 from prefect_torch import (
     NeuralNet,
     NeuralNetRegressor,

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_last_validation_matches, fit, make_net
 from sklearn.metrics import accuracy_score, r2_score
 from torch import nn
 
+from helpers import assert_last_validation_matches, fit, make_net
 from prefect_torch import (
     History,
     NeuralNet,

@@ -4,9 +4,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import fit, make_net
 from torch import nn
 
+from helpers import fit, make_net
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import LRScheduler
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 import torch
-from helpers import ANSI, HEADER, ROW, SEPARATOR
 
+from helpers import ANSI, HEADER, ROW, SEPARATOR
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Callback, EpochScoring, LRScheduler, PrintLog
 from prefect_torch.examples import MyModule

@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import ANSI, HEADER, REPO, ROW, SEPARATOR, shared_file
 from sklearn.datasets import make_classification
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
+from helpers import ANSI, HEADER, REPO, ROW, SEPARATOR, shared_file
 from prefect_torch import NeuralNet, NeuralNetClassifier, examples
 
 GUIDE = shared_file("seed/save_load.rst")

@@ -169,7 +169,7 @@ class ValidSplit:
             kind = StratifiedKFold if stratified else KFold
             return kind(cv, shuffle=shuffle, random_state=self.random_state)
         if isinstance(cv, numbers.Real):
-            if not 0 < cv < 1:
+            if not 0 < float(cv) < 1:
                 raise ValueError(f"ValidSplit(cv={cv}): a float cv is the held-out fraction, in (0, 1)")
             kind = StratifiedShuffleSplit if stratified else ShuffleSplit
             return kind(n_splits=1, test_size=cv, random_state=self.random_state)

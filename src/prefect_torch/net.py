@@ -122,7 +122,7 @@ class NeuralNet(BaseEstimator):
         for name, value in kwargs.items():
             self._check_routable(name)
             setattr(self, name, value)
-        self._prediction_cache = None
+        self._prediction_cache: list[Any] | None = None
 
     # -- parameters ---------------------------------------------------------------------------
     @classmethod
@@ -333,7 +333,8 @@ class NeuralNet(BaseEstimator):
         """``torch.compile(module, **compile__kwargs)`` when ``compile=True``, else ``module``."""
         if not self.compile:
             return module
-        return torch.compile(module, **self.get_params_for("compile"))
+        compiled: nn.Module = torch.compile(module, **self.get_params_for("compile"))  # type: ignore[assignment]
+        return compiled
 
     def _check_device(self) -> None:
         device = torch.device(self.device) if self.device is not None else None
@@ -476,9 +477,10 @@ class NeuralNet(BaseEstimator):
         """The callbacks' ``hook`` methods, leaving out the base class's no-ops (cached per list)."""
         callbacks = self.callbacks_
         key = (id(callbacks), len(callbacks))
-        cache = self.__dict__.get("_hook_cache")
+        cache: tuple[tuple, dict[str, list[Callable]]] | None = self.__dict__.get("_hook_cache")
         if cache is None or cache[0] != key:
-            cache = self._hook_cache = (key, {})
+            cache = (key, {})
+            self._hook_cache = cache
         methods = cache[1].get(hook)
         if methods is None:
             methods = cache[1][hook] = [
@@ -669,8 +671,9 @@ class NeuralNet(BaseEstimator):
 
     def forward_iter(self, X: Any, training: bool = False, device: str = "cpu") -> Iterator[Any]:
         """The module's outputs batch by batch, moved to ``device``."""
-        if getattr(self, "_prediction_cache", None) is not None:
-            yield from self._prediction_cache
+        cached = getattr(self, "_prediction_cache", None)
+        if cached is not None:
+            yield from cached
             return
         self.check_is_fitted()
         iterator = self.get_iterator(self.get_dataset(X), training=False)

@@ -30,31 +30,28 @@ class Callback:
         """(Re-)set the state the callback learns during training; called by ``net.initialize()``."""
         return self
 
-    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
-        """Before the first epoch of each ``fit``/``partial_fit`` call."""
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        """Before the first epoch of each ``fit``/``partial_fit`` call; kwargs: ``X``, ``y``."""
 
-    def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
-        """After the last epoch of each ``fit``/``partial_fit`` call (also after early stopping)."""
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        """After the last epoch of each ``fit``/``partial_fit`` (also after early stopping)."""
 
-    def on_epoch_begin(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
-                       **kwargs: Any) -> None:
-        """At the start of each epoch, after the history got its new row."""
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        """At the start of each epoch, after the history got its new row; kwargs:
+        ``dataset_train``, ``dataset_valid``."""
 
-    def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
-                     **kwargs: Any) -> None:
-        """At the end of each epoch, after training and validation."""
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        """At the end of each epoch, after training and validation (same kwargs)."""
 
-    def on_batch_begin(self, net: Any, batch: Any = None, training: bool | None = None,
-                       **kwargs: Any) -> None:
-        """Before each train or validation batch."""
+    def on_batch_begin(self, net: Any, **kwargs: Any) -> None:
+        """Before each train or validation batch; kwargs: ``batch``, ``training``."""
 
-    def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None,
-                     **kwargs: Any) -> None:
-        """After each batch; ``kwargs`` hold the step's ``loss`` and ``y_pred``."""
+    def on_batch_end(self, net: Any, **kwargs: Any) -> None:
+        """After each batch; kwargs: ``batch``, ``training``, and the step's ``loss``, ``y_pred``."""
 
-    def on_grad_computed(self, net: Any, named_parameters: Any, X: Any = None, y: Any = None,
-                         training: bool | None = None, **kwargs: Any) -> None:
-        """After ``backward()`` and before the optimizer step (e.g. for gradient clipping)."""
+    def on_grad_computed(self, net: Any, named_parameters: Any, **kwargs: Any) -> None:
+        """After ``backward()``, before the optimizer step (e.g. to clip gradients); kwargs:
+        ``batch``, ``training``."""
 
     # -- parameters -----------------------------------------------------------------------
     @classmethod
@@ -75,7 +72,7 @@ class Callback:
         for name, value in params.items():
             if name not in valid:
                 raise ValueError(
-                    f"{type(self).__name__} has no parameter {name!r}{closest_name(name, valid)} "
+                    f"{type(self).__name__} has no parameter {name!r}{closest_name(name, list(valid))} "
                     f"(valid: {', '.join(sorted(valid))})"
                 )
             setattr(self, name, value)

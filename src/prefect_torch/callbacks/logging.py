@@ -75,7 +75,7 @@ class PrintLog(Callback):
         """``+`` for a true flag, nothing for false/None, ``floatfmt`` for non-integral numbers."""
         if isinstance(value, bool) or value is None:
             return "+" if value else ""
-        if isinstance(value, numbers.Number) and not float(value).is_integer():
+        if isinstance(value, numbers.Real) and not float(value).is_integer():
             return format(value, self.floatfmt)
         return str(value)
 

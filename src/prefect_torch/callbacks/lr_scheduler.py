@@ -26,7 +26,7 @@ class WarmRestartLR(torch_schedulers.LRScheduler):
         self.base_period, self.period_mult = base_period, period_mult
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         epoch, period = max(self.last_epoch, 0), self.base_period
         while epoch >= period:
             epoch -= period
@@ -93,13 +93,14 @@ class LRScheduler(Callback):
     def set_params(self, **params: Any) -> "LRScheduler":
         own = {k: v for k, v in params.items() if k in self._param_names()}
         self.kwargs.update({k: v for k, v in params.items() if k not in own})
-        return super().set_params(**own)
+        super().set_params(**own)
+        return self
 
     def initialize(self) -> "LRScheduler":
         if self.step_every not in ("epoch", "batch"):
             raise ValueError(f"LRScheduler(step_every={self.step_every!r}): use 'epoch' or 'batch'")
         self.policy_ = _resolve_policy(self.policy)
-        self.lr_scheduler_ = None
+        self.lr_scheduler_: Any = None
         return self
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
