@@ -197,6 +197,13 @@ class ValidSplit:
     def __repr__(self) -> str:
         return f"ValidSplit(cv={self.cv!r}, stratified={self.stratified}, random_state={self.random_state})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ValidSplit):
+            return NotImplemented
+        return (self.cv, self.stratified, self.random_state) == (other.cv, other.stratified, other.random_state)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
 
 def _subset(dataset: Any, indices: np.ndarray) -> Any:
     if isinstance(dataset, Dataset):

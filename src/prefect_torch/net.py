@@ -283,9 +283,7 @@ class NeuralNet(BaseEstimator):
                         "give the callbacks explicit names with (name, callback) pairs"
                     )
                 named.append((unique, cb))
-        is_log = [isinstance(cb, PrintLog) or (isinstance(cb, type) and issubclass(cb, PrintLog))
-                  for _, cb in named]
-        return [e for e, log in zip(named, is_log) if not log] + [e for e, log in zip(named, is_log) if log]
+        return sorted(named, key=lambda entry: _is_print_log(entry[1]))  # stable: order kept
 
     def initialize_callbacks(self) -> "NeuralNet":
         """Build ``callbacks_``: defaults then user callbacks, named, with ``callbacks__`` params set."""
@@ -753,11 +751,13 @@ def _to_device(x: Any, device: str | None) -> Any:
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
+def _is_print_log(cb: Any) -> bool:
+    return isinstance(cb, PrintLog) or (isinstance(cb, type) and issubclass(cb, PrintLog))
+
+
 def _same(value: Any, default: Any) -> bool:
     if value is default:
         return True
-    if isinstance(value, ValidSplit) and isinstance(default, ValidSplit):
-        return repr(value) == repr(default)
     try:
         return bool(value == default)
     except Exception:

@@ -17,9 +17,14 @@ from typing import Any, Callable
 from ..utils import closest_name
 
 
+def wants_output(sink: Callable[[str], Any], verbose: Any) -> bool:
+    """``print`` writes only for a verbose net; any other sink the user chose always receives."""
+    return sink is not print or bool(verbose)
+
+
 def emit(sink: Callable[[str], Any], text: str, verbose: Any) -> None:
-    """Send ``text`` to ``sink``: ``print`` only for a verbose net, any other sink always."""
-    if sink is not print or verbose:
+    """Send ``text`` to ``sink`` when :func:`wants_output` says so."""
+    if wants_output(sink, verbose):
         sink(text)
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, Callable, Iterable
 
-from .base import Callback, emit
+from .base import Callback, wants_output
 
 _COLORS = ("\033[36m", "\033[32m", "\033[35m", "\033[34m", "\033[33m")  # cyan, green, magenta...
 _RESET = "\033[0m"
@@ -100,13 +100,13 @@ class PrintLog(Callback):
         return header, separator, "  ".join(cells)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
-        if self.sink is print and not net.verbose:
+        if not wants_output(self.sink, net.verbose):
             return
         header, separator, line = self.table_lines(net.history[-1])
         if self.first_iteration_:
-            emit(self.sink, header, net.verbose)
-            emit(self.sink, separator, net.verbose)
+            self.sink(header)
+            self.sink(separator)
             self.first_iteration_ = False
-        emit(self.sink, line, net.verbose)
+        self.sink(line)
         if self.sink is print:
             sys.stdout.flush()
