@@ -98,3 +98,15 @@ def test_compile_arguments_are_routed_and_unused_without_compile():
     net = make_net(compile__mode="reduce-overhead").initialize()
     assert net.get_params_for("compile") == {"mode": "reduce-overhead"}
     assert net.torch_compile(net.module_) is net.module_
+
+
+def test_repr_shows_state_and_only_the_changed_parameters():
+    from prefect_torch import NeuralNetClassifier, ValidSplit
+    from prefect_torch.examples import MyModule
+
+    net = NeuralNetClassifier(MyModule, lr=0.5, module__num_units=5,
+                              train_split=ValidSplit(5, stratified=True))
+    assert repr(net) == "NeuralNetClassifier[uninitialized](module=MyModule, lr=0.5, module__num_units=5)"
+    changed = NeuralNetClassifier(MyModule, train_split=ValidSplit(3))
+    assert "train_split=ValidSplit(cv=3, stratified=False, random_state=None)" in repr(changed)
+    assert repr(net.initialize()).splitlines()[1] == "  module_=MyModule("
