@@ -16,7 +16,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import inspect
+import io
+import os
+import pickle
 import re
+import warnings
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -38,6 +42,16 @@ from .params import (
     check_accepts,
     prefix_of,
     unknown_kwarg_message,
+)
+from .persistence import (
+    apply_state_dict,
+    history_json,
+    load_torch,
+    map_location_for,
+    open_target,
+    part_of,
+    save_torch,
+    split_f_arguments,
 )
 from .utils import (
     closest_name,
@@ -249,7 +263,8 @@ class NeuralNet(BaseEstimator):
         ]
 
     def _named_callbacks(self) -> list[tuple[str, Any]]:
-        """Defaults then user callbacks, uniquely named; PrintLog goes last so it sees every key.
+        """Defaults then user callbacks, uniquely named, ordered by their ``call_order``
+        (LoadInitState first; Checkpoints, then PrintLog, last so they see every key).
 
         Unnamed callbacks are named after their class; repeated names get ``_1``, ``_2``...
         unless a user set the name, which must then be unique.
@@ -283,7 +298,7 @@ class NeuralNet(BaseEstimator):
                         "give the callbacks explicit names with (name, callback) pairs"
                     )
                 named.append((unique, cb))
-        return sorted(named, key=lambda entry: _is_print_log(entry[1]))  # stable: order kept
+        return sorted(named, key=lambda entry: _call_order(entry[1]))  # stable: order kept otherwise
 
     def initialize_callbacks(self) -> "NeuralNet":
         """Build ``callbacks_``: defaults then user callbacks, named, with ``callbacks__`` params set."""
@@ -464,6 +479,84 @@ class NeuralNet(BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return bool(getattr(self, "initialized_", False))
 
+    # -- persistence ----------------------------------------------------------------------------
+    def save_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
+                    f_history: Any = None, use_safetensors: bool = False, **kwargs: Any) -> None:
+        """Save state dicts (``torch.save``) and the history (JSON) to paths, files or URLs.
+
+        ``f_<name>`` saves a custom part ``net.<name>_``. Local files are replaced atomically.
+
+        >>> import io
+        >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
+        ...                 module__out_features=1).initialize()
+        >>> net.save_params(f_params=io.BytesIO(), f_history=io.StringIO())
+        """
+        _check_no_safetensors(use_safetensors)
+        parts, others = split_f_arguments("save_params", f_params=f_params, f_optimizer=f_optimizer,
+                                          f_criterion=f_criterion, f_history=f_history, **kwargs)
+        if not parts and not others:
+            if self.verbose:
+                print("Nothing to save")
+            return
+        self._check_initialized_for("save")
+        for attr, target in parts.items():
+            save_torch(part_of(self, attr, "save_params").state_dict(), target)
+        if "f_history" in others:
+            text = history_json(self.history)  # fails before any file is touched
+            with open_target(others["f_history"], "w") as f:
+                f.write(text)
+        if "f_pickle" in others:
+            with open_target(others["f_pickle"], "wb") as f:
+                pickle.dump(self, f)
+
+    def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
+                    f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False,
+                    **kwargs: Any) -> None:
+        """Load what :meth:`save_params` (or skorch) saved; ``checkpoint=cp`` loads its newest
+        intact checkpoint. Explicit ``f_*`` arguments win over the checkpoint's files.
+
+        Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``) and
+        maps tensors to the net's ``device``.
+        """
+        _check_no_safetensors(use_safetensors)
+        explicit = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
+                    "f_history": f_history, **kwargs}
+        files: dict[str, Any] = {}
+        if checkpoint is not None:
+            if not getattr(self, "initialized_", False):
+                self.initialize()
+            files = checkpoint.files_to_load(self)
+            if not files:
+                raise FileNotFoundError(
+                    f"load_params(checkpoint=...): there is no checkpoint in {_checkpoint_place(checkpoint)} "
+                    "yet; train with that Checkpoint first, or check its dirname and fn_prefix"
+                )
+            files.pop("f_train_state", None)
+            files.pop("f_pickle", None)
+        files.update({k: v for k, v in explicit.items() if v is not None})
+        parts, others = split_f_arguments("load_params", **files)
+        if not parts and not others:
+            if self.verbose:
+                print("Nothing to load")
+            return
+        if parts:
+            self._check_initialized_for("load")
+        map_location = map_location_for(self.device)
+        load_kwargs = dict(self.torch_load_kwargs or {})
+        for attr, source in parts.items():
+            part = part_of(self, attr, "load_params")
+            apply_state_dict(part, load_torch(source, map_location, **load_kwargs), attr, source)
+        if "f_history" in others:
+            with open_target(others["f_history"], "rb") as f:
+                self.history = History.from_file(f)
+
+    def _check_initialized_for(self, action: str) -> None:
+        if not getattr(self, "initialized_", False):
+            raise NotInitializedError(
+                f"cannot {action} the parameters of an uninitialized {type(self).__name__}; call "
+                f"net.initialize() first (it builds module_, criterion_ and optimizer_), or fit the net"
+            )
+
     # -- callbacks ------------------------------------------------------------------------------
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Call ``hook`` on the net itself, then on every callback in order."""
@@ -547,6 +640,7 @@ class NeuralNet(BaseEstimator):
         self._check_trainable()
         if not getattr(self, "initialized_", False):
             self.initialize()
+        self.epoch_limit_: int | None = None  # callbacks may cap the epochs (LoadInitState(until_max_epochs))
         self.notify("on_train_begin", X=X, y=y)
         try:
             self.fit_loop(X, y, **fit_params)
@@ -564,6 +658,9 @@ class NeuralNet(BaseEstimator):
         epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
         iterator_train = self.get_iterator(dataset_train, training=True)
         iterator_valid = None if dataset_valid is None else self.get_iterator(dataset_valid)
+        limit = getattr(self, "epoch_limit_", None)
+        if limit is not None:
+            epochs = max(0, min(epochs, limit - len(self.history)))
         for _ in range(epochs):
             self.notify("on_epoch_begin", **epoch_kwargs)
             self.run_single_epoch(iterator_train, True, "train", self.train_step, **fit_params)
@@ -728,10 +825,43 @@ class NeuralNet(BaseEstimator):
         return text
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        """Picklable state; torch parts travel as one ``torch.save`` blob so that a net pickled
+        on a GPU unpickles on a CPU-only machine."""
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
         state["_prediction_cache"] = None
         state.pop("_hook_cache", None)
+        _check_picklable(self, state)
+        torch_parts = {k: v for k, v in state.items() if isinstance(v, (nn.Module, torch.optim.Optimizer))}
+        if torch_parts:
+            buffer = io.BytesIO()
+            try:
+                torch.save(torch_parts, buffer)
+            except (pickle.PicklingError, AttributeError, TypeError) as error:
+                raise pickle.PicklingError(
+                    f"cannot pickle this {type(self).__name__}: one of {', '.join(torch_parts)} holds "
+                    f"something pickle cannot store ({error}). Save the weights with "
+                    "net.save_params(f_params=...) instead and rebuild the net in code."
+                ) from error
+            for key in torch_parts:
+                del state[key]
+            state["__torch_parts__"] = buffer.getvalue()
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        blob = state.pop("__torch_parts__", None)
+        if blob is not None:
+            device = state.get("device")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the device fallback is reported below, once
+                map_location = map_location_for(device)
+            if device is not None and torch.device(device).type != torch.device(map_location).type:
+                warnings.warn(f"this net was pickled with device={device!r}, which is not available here; "
+                              f"it is loaded onto {map_location!r} (net.device changed accordingly)",
+                              UserWarning, stacklevel=2)
+                state["device"] = map_location
+            # a pickle is trusted code by nature (pickle.load runs it); torch parts are pickled modules
+            state.update(torch.load(io.BytesIO(blob), map_location=map_location, weights_only=False))
+        self.__dict__.update(state)
 
 
 def unpack_batch(batch: Any) -> tuple[Any, Any]:
@@ -751,8 +881,44 @@ def _to_device(x: Any, device: str | None) -> Any:
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
-def _is_print_log(cb: Any) -> bool:
-    return isinstance(cb, PrintLog) or (isinstance(cb, type) and issubclass(cb, PrintLog))
+def _check_no_safetensors(use_safetensors: bool) -> None:
+    if use_safetensors:
+        raise ValueError("use_safetensors=True is not supported; state dicts are saved with torch.save, "
+                         "which skorch reads too. Leave use_safetensors=False.")
+
+
+def _checkpoint_place(checkpoint: Any) -> str:
+    dirname = os.fspath(getattr(checkpoint, "dirname", "") or ".")
+    prefix = getattr(checkpoint, "fn_prefix", "")
+    return f"{dirname!r}" + (f" with fn_prefix={prefix!r}" if prefix else "")
+
+
+def _unpicklable(value: Any) -> bool:
+    """Functions and classes pickle cannot import by name: lambdas and ones defined in a function."""
+    qualname = getattr(value, "__qualname__", "")
+    return callable(value) and isinstance(qualname, str) and ("<lambda>" in qualname or "<locals>" in qualname)
+
+
+def _check_picklable(net: Any, state: dict) -> None:
+    """Name the lambda or local function that would make pickling fail, and the way out."""
+    candidates = list(state.items())
+    for name, cb in state.get("callbacks_", []) or []:
+        candidates += [(f"callbacks_ {name!r}.{k}", v) for k, v in vars(cb).items()]
+    for key, value in candidates:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if _unpicklable(item):
+                raise pickle.PicklingError(
+                    f"cannot pickle this {type(net).__name__}: {key} is {item.__qualname__!r}, which pickle "
+                    "cannot store (a lambda or a function defined inside another). Define it at module level, "
+                    "or save the weights with net.save_params(f_params=...) and rebuild the net in code."
+                )
+
+
+def _call_order(cb: Any) -> int:
+    """Where a callback runs among the others: LoadInitState first (-1), Checkpoints late (1),
+    PrintLog last (2), every other callback in the order given (0)."""
+    return int(getattr(cb, "call_order", 0))
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -5,6 +5,7 @@
 >>> callbacks = [EpochScoring("f1", lower_is_better=False), EarlyStopping(patience=3)]
 """
 from .base import Callback
+from .checkpoint import Checkpoint, LoadInitState, TrainEndCheckpoint
 from .logging import EpochTimer, PrintLog
 from .lr_scheduler import LRScheduler, WarmRestartLR
 from .scoring import BatchScoring, EpochScoring, PassthroughScoring
@@ -18,6 +19,9 @@ __all__ = [
     "EpochScoring",
     "BatchScoring",
     "EarlyStopping",
+    "Checkpoint",
+    "TrainEndCheckpoint",
+    "LoadInitState",
     "LRScheduler",
     "WarmRestartLR",
 ]

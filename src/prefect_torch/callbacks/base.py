@@ -31,6 +31,9 @@ def emit(sink: Callable[[str], Any], text: str, verbose: Any) -> None:
 class Callback:
     """Base class of all callbacks; ``__init__`` arguments are its parameters (sklearn style)."""
 
+    #: where the net calls it among the others: lower first; equal ones in the order given
+    call_order: int = 0
+
     def initialize(self) -> "Callback":
         """(Re-)set the state the callback learns during training; called by ``net.initialize()``."""
         return self
@@ -57,6 +60,16 @@ class Callback:
     def on_grad_computed(self, net: Any, named_parameters: Any, **kwargs: Any) -> None:
         """After ``backward()``, before the optimizer step (e.g. to clip gradients); kwargs:
         ``batch``, ``training``."""
+
+    # -- resume ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What the callback learned that a resumed run needs (tensors and plain data only);
+        saved in checkpoints' ``train_state.pt``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned (called when a run resumes)."""
+        vars(self).update(state)
 
     # -- parameters -----------------------------------------------------------------------
     @classmethod

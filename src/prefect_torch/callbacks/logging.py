@@ -40,6 +40,8 @@ class PrintLog(Callback):
     ``sink`` receives each line (default ``print``, which prints only for a ``verbose`` net).
     """
 
+    call_order = 2  # last, so the row holds every callback's keys
+
     def __init__(self, keys_ignored: str | Iterable[str] | None = None, sink: Callable = print,
                  tablefmt: str = "simple", floatfmt: str = ".4f", stralign: str = "right"):
         self.keys_ignored = keys_ignored

@@ -108,6 +108,18 @@ class LRScheduler(Callback):
         if self.lr_scheduler_ is None or self.lr_scheduler_.optimizer is not net.optimizer_:
             self.lr_scheduler_ = self.policy_(net.optimizer_, **self.kwargs)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.lr_scheduler_ is None else {"lr_scheduler": self.lr_scheduler_.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.lr_scheduler_ is not None and "lr_scheduler" in state:
+            self.lr_scheduler_.load_state_dict(state["lr_scheduler"])
+            # a fresh scheduler reset the rates when it was built; put back the ones in effect
+            last = getattr(self.lr_scheduler_, "_last_lr", None)
+            if last is not None:
+                for group, lr in zip(self.lr_scheduler_.optimizer.param_groups, last):
+                    group["lr"] = lr
+
     def _step(self, net: Any, record: Any, history_key: tuple) -> None:
         if self.event_name is not None:
             record(self.event_name, net.optimizer_.param_groups[0]["lr"])

@@ -84,6 +84,16 @@ class _ScoreRecorder(Callback):
         self.name_ = self.name if self.name is not None else _scorer_name(getattr(self, "scoring", None))
         return self
 
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        """Continue from the best score in the history (e.g. one loaded from a checkpoint)."""
+        flags = [row.get(f"{self.name_}_best") for row in net.history]
+        if any(flags):
+            last_best = len(flags) - 1 - flags[::-1].index(True)
+            self.best_score_ = net.history[last_best][self.name_]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score_": self.best_score_}
+
     def _is_best(self, score: float) -> bool:
         return score < self.best_score_ if self.lower_is_better else score > self.best_score_
 

@@ -47,6 +47,10 @@ class EarlyStopping(Callback):
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
         self._reset()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"misses_": self.misses_, "dynamic_threshold_": self.dynamic_threshold_,
+                "best_epoch_": self.best_epoch_, "best_model_weights_": self.best_model_weights_}
+
     def _improves(self, score: float) -> bool:
         return score < self.dynamic_threshold_ if self.lower_is_better else score > self.dynamic_threshold_
 

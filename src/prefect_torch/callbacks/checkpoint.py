@@ -1,0 +1,463 @@
+"""Checkpoints during training: :class:`Checkpoint`, :class:`TrainEndCheckpoint`, :class:`LoadInitState`.
+
+>>> import tempfile
+>>> from prefect_torch import NeuralNetClassifier
+>>> from prefect_torch.examples import MyModule, make_data
+>>> X, y = make_data(100)
+>>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp())
+>>> net = NeuralNetClassifier(MyModule, max_epochs=3, verbose=0,
+...                           callbacks=[cp, LoadInitState(cp, until_max_epochs=True)])
+>>> _ = net.fit(X, y)
+>>> _ = net.fit(X, y)          # a re-run (e.g. after a crash) finds all 3 epochs done
+>>> net.history[:, "epoch"], cp.store().latest_verified().epoch
+([1, 2, 3], 3)
+
+Files keep skorch's names and formats (``params.pt``, ``optimizer.pt``, ``criterion.pt``,
+``history.json``) and add ``train_state.pt`` (random generators and callback state) for a
+bit-exact resume. Each checkpoint is a verified, atomically committed version of the
+directory (see :mod:`prefect_torch.checkpoint`); the plain files at its root always hold the
+current one, so skorch reads them too.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from typing import Any, Callable
+
+import torch
+
+from .. import train_state
+from ..checkpoint import CheckpointConflictError, CheckpointSaveWarning, CheckpointStore, PendingFile
+from ..checkpoint.background import BackgroundCommitter, Staging
+from ..checkpoint.location import is_url
+from ..history import History
+from ..persistence import history_json, open_target, part_of, split_f_arguments
+from .base import Callback, emit
+
+
+def noop(*args: Any, **kwargs: Any) -> None:
+    """The default sink: say nothing."""
+
+
+class _SavesFiles(Callback):
+    """Parameters include ``f_<part>`` extras given as keyword arguments (custom modules)."""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        extras = {k: v for k, v in vars(self).items() if k.startswith("f_")}
+        return {**extras, **super().get_params(deep)}
+
+    def set_params(self, **params: Any) -> Any:
+        extras = {k: v for k, v in params.items() if k.startswith("f_") and k not in self.get_params()}
+        split_f_arguments(type(self).__name__, **extras)
+        vars(self).update(extras)
+        return super().set_params(**{k: v for k, v in params.items() if k not in extras})
+
+
+class Checkpoint(_SavesFiles):
+    """Saves the net when ``monitor`` says so (default: when ``valid_loss`` improves).
+
+    ``monitor`` is a history key holding a bool (``'valid_loss_best'``), a callable
+    ``monitor(net) -> bool``, or ``None`` for every epoch. File names may be format strings
+    such as ``'params_{last_epoch[epoch]}.pt'``; ``fn_prefix`` goes in front of each. Beyond
+    skorch: ``f_train_state`` (RNGs and callback state), ``keep_last`` versions are kept (plus
+    the current and best; ``None`` keeps all), ``background=True`` writes on a thread while
+    training goes on, ``dirname`` may be an fsspec URL (``s3://bucket/run``) with
+    ``storage_options`` for its file system. A failed save is reported as a
+    :class:`~prefect_torch.checkpoint.CheckpointSaveWarning` (and to ``sink``), counted in the
+    history as ``checkpoint_errors``, and training goes on.
+    """
+
+    call_order = 1  # after the other callbacks' on_epoch_end, so their state is saved; before PrintLog
+
+    def __init__(self, monitor: Any = "valid_loss_best", f_params: Any = "params.pt",
+                 f_optimizer: Any = "optimizer.pt", f_criterion: Any = "criterion.pt",
+                 f_history: Any = "history.json", f_pickle: Any = None, fn_prefix: str = "",
+                 dirname: Any = "", event_name: str | None = "event_cp", sink: Callable = noop,
+                 load_best: bool = False, use_safetensors: bool = False,
+                 f_train_state: Any = "train_state.pt", keep_last: int | None = 3,
+                 background: bool = False, storage_options: dict | None = None, **kwargs: Any):
+        self.monitor = monitor
+        self.f_params = f_params
+        self.f_optimizer = f_optimizer
+        self.f_criterion = f_criterion
+        self.f_history = f_history
+        self.f_pickle = f_pickle
+        self.fn_prefix = fn_prefix
+        self.dirname = dirname
+        self.event_name = event_name
+        self.sink = sink
+        self.load_best = load_best
+        self.use_safetensors = use_safetensors
+        self.f_train_state = f_train_state
+        self.keep_last = keep_last
+        self.background = background
+        self.storage_options = storage_options
+        split_f_arguments(type(self).__name__, **kwargs)  # only f_<part> extras
+        vars(self).update(kwargs)
+        self._validate()
+
+    def set_params(self, **params: Any) -> "Checkpoint":
+        super().set_params(**params)
+        self._validate()
+        return self
+
+    def _validate(self) -> None:
+        if self.use_safetensors:
+            raise ValueError(f"{type(self).__name__}(use_safetensors=True) is not supported; files are written "
+                             "with torch.save (which skorch reads too). Leave use_safetensors=False.")
+        if self.dirname and any(v is not None and not isinstance(v, str) for v in self._f_kwargs().values()):
+            raise ValueError(f"{type(self).__name__}(dirname={self.dirname!r}) needs file names (strings) "
+                             "for every f_* argument; pass file objects only without a dirname")
+
+    def _f_kwargs(self) -> dict[str, Any]:
+        """The skorch file arguments (``f_params``... and ``f_<part>`` extras), without the train state."""
+        return {k: v for k, v in vars(self).items() if k.startswith("f_") and k != "f_train_state"}
+
+    def _file_args(self) -> dict[str, Any]:
+        return {**self._f_kwargs(), "f_train_state": self.f_train_state}
+
+    def uses_store(self) -> bool:
+        """True when every file is a relative name under ``dirname`` (the versioned store);
+        file objects and absolute paths are written as given, like skorch does."""
+        return all(v is None or (isinstance(v, str) and not os.path.isabs(v)) for v in self._file_args().values())
+
+    # -- life cycle ----------------------------------------------------------------------
+    def initialize(self) -> "Checkpoint":
+        self._validate()
+        self.committer_: BackgroundCommitter | None = BackgroundCommitter() if self.background else None
+        self.staging_ = Staging() if self.background else None
+        self.errors_ = 0
+        self._store_cache: tuple[tuple, CheckpointStore] | None = None
+        return self
+
+    def store(self) -> CheckpointStore:
+        """The :class:`~prefect_torch.checkpoint.CheckpointStore` of ``dirname`` and ``fn_prefix``."""
+        key = (os.fspath(self.dirname or "."), self.fn_prefix, self.keep_last, repr(self.storage_options))
+        cached = getattr(self, "_store_cache", None)
+        if cached is None or cached[0] != key:
+            store = CheckpointStore(key[0], prefix=self.fn_prefix, keep_last=self.keep_last,
+                                    **(self.storage_options or {}))
+            self._store_cache = cached = (key, store)
+        return cached[1]
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        if self.uses_store():
+            self.store().begin()
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        self._collect_background_error(net)
+        do_checkpoint = self._should_checkpoint(net)
+        if self.event_name is not None:
+            net.history.record(self.event_name, bool(do_checkpoint))
+        if do_checkpoint:
+            self.save_model(net)
+            emit(self.sink, f"A checkpoint was triggered in epoch {len(net.history)}.", net.verbose)
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        self.wait()
+        self._collect_background_error(net)
+        if self.load_best and self.monitor is not None:
+            emit(self.sink, "Loading best checkpoint after training.", net.verbose)
+            net.load_params(checkpoint=self)
+
+    def wait(self) -> None:
+        """Block until a background commit in flight is done."""
+        committer = getattr(self, "committer_", None)
+        if committer is not None:
+            committer.wait()
+
+    def _should_checkpoint(self, net: Any) -> bool:
+        if self.monitor is None:
+            return True
+        if callable(self.monitor):
+            return bool(self.monitor(net))
+        row = net.history[-1]
+        if f"{self.monitor}_best" in row:
+            warnings.warn(f"Checkpoint(monitor={self.monitor!r}) but the history also has "
+                          f"'{self.monitor}_best'; did you mean monitor='{self.monitor}_best'?", UserWarning)
+        if self.monitor not in row:
+            raise KeyError(f"Checkpoint(monitor={self.monitor!r}): that key is not in the history (keys: "
+                           f"{sorted(k for k in row if k != 'batches')}). Validation scores need validation "
+                           "data (train_split).")
+        return bool(row[self.monitor])
+
+    # -- saving --------------------------------------------------------------------------
+    def save_model(self, net: Any) -> None:
+        """Save the net's files now (a new committed version when :meth:`uses_store`)."""
+        epoch = len(net.history)
+        try:
+            if not self.uses_store():
+                self._save_direct(net)
+            elif getattr(self, "committer_", None) is not None:
+                self._commit_in_background(net, epoch)
+            else:
+                self.store().commit(self._pending_files(net, None), epoch, **self._version_info(net))
+        except CheckpointConflictError:
+            raise
+        except Exception as error:
+            self._report_failure(net, epoch, error)
+
+    def _format(self, net: Any, template: str) -> str:
+        row = net.history[-1] if len(net.history) else {}
+        last_batch = row.get("batches", [{}])[-1] if row.get("batches") else {}
+        return self.fn_prefix + template.format(net=net, last_epoch=row, last_batch=last_batch)
+
+    def _pending_files(self, net: Any, staging: Staging | None) -> list[PendingFile]:
+        parts, others = split_f_arguments(type(self).__name__, **self._f_kwargs())
+        files = []
+        for attr, template in parts.items():
+            state = part_of(net, attr, type(self).__name__).state_dict()
+            if staging is not None:
+                state = staging.stage(attr, state)
+            key = "f_params" if attr == "module_" else f"f_{attr[:-1]}"
+            files.append(PendingFile(self._format(net, template), key, _torch_writer(state)))
+        if "f_history" in others:
+            files.append(PendingFile(self.fn_prefix + others["f_history"], "f_history",
+                                     _bytes_writer(history_json(net.history).encode())))
+        if "f_pickle" in others:
+            files.append(PendingFile(self._format(net, others["f_pickle"]), "f_pickle",
+                                     _bytes_writer(pickle.dumps(net))))
+        if self.f_train_state is not None:
+            files.append(PendingFile(self._format(net, self.f_train_state), "f_train_state",
+                                     _torch_writer(train_state.capture(net))))
+        return files
+
+    def _version_info(self, net: Any) -> dict[str, Any]:
+        row = net.history[-1]
+        metrics = {k: v for k, v in row.items()
+                   if k not in ("batches", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        best_key = self.monitor if isinstance(self.monitor, str) else "valid_loss_best"
+        best = bool(row[best_key]) if best_key in row else self.monitor is None
+        return {"metrics": metrics, "best": best}
+
+    def _commit_in_background(self, net: Any, epoch: int) -> None:
+        committer = self.committer_
+        assert committer is not None
+        committer.wait()
+        self._collect_background_error(net)
+        files = self._pending_files(net, self.staging_)
+        info = self._version_info(net)
+        store = self.store()
+        committer.submit(lambda: store.commit(files, epoch, **info), label=epoch)
+
+    def _save_direct(self, net: Any) -> None:
+        """skorch's way: ``net.save_params`` to each file as given."""
+        for key, target in self._f_kwargs().items():
+            if target is None:
+                continue
+            if key == "f_pickle":
+                with open_target(self._join(self._format(net, target)) if isinstance(target, str) else target,
+                                 "wb") as f:
+                    pickle.dump(net, f)
+                continue
+            if isinstance(target, str):
+                name = self.fn_prefix + target if key == "f_history" else self._format(net, target)
+                target = self._join(name)
+            net.save_params(**{key: target})
+
+    def _join(self, name: str) -> str:
+        return os.path.join(os.fspath(self.dirname), name) if self.dirname else name
+
+    def _collect_background_error(self, net: Any) -> None:
+        committer = getattr(self, "committer_", None)
+        failed = committer.take_error() if committer is not None else None
+        if failed is None:
+            return
+        epoch, error = failed
+        if isinstance(error, CheckpointConflictError):
+            raise error
+        self._report_failure(net, epoch, error)
+
+    def _report_failure(self, net: Any, epoch: int, error: BaseException) -> None:
+        self.errors_ = getattr(self, "errors_", 0) + 1
+        where = self.store().url if self.uses_store() else "its files"
+        text = (f"{type(self).__name__} of epoch {epoch} to {where} failed: {type(error).__name__}: {error}. "
+                "Training goes on; the previous checkpoint stays the current one.")
+        warnings.warn(text, CheckpointSaveWarning, stacklevel=3)
+        if self.sink is not noop:
+            emit(self.sink, text, net.verbose)
+        if self.event_name is not None and 0 < epoch <= len(net.history):
+            net.history[epoch - 1][self.event_name] = False
+        if len(net.history):
+            net.history.record("checkpoint_errors", self.errors_)
+
+    # -- loading -------------------------------------------------------------------------
+    @property
+    def f_history_(self) -> str | None:
+        """Path of the history file at the directory's root (as skorch names it)."""
+        return None if self.f_history is None else self._join(self.fn_prefix + self.f_history)
+
+    def get_formatted_files(self, net: Any) -> dict[str, Any]:
+        """The root file of each ``f_*`` argument, formatted for the last checkpointed epoch."""
+        index = -1
+        if self.event_name is not None and len(net.history):
+            flags = [row.get(self.event_name) for row in net.history]
+            index = max((i for i, flag in enumerate(flags) if flag), default=-1)
+        row = net.history[index] if len(net.history) else {}
+        last_batch = row.get("batches", [{}])[-1] if row.get("batches") else {}
+        files = {}
+        for key, template in self._file_args().items():
+            if isinstance(template, str):
+                name = self.fn_prefix + (template if key == "f_history" else
+                                         template.format(net=net, last_epoch=row, last_batch=last_batch))
+                files[key] = self._join(name)
+            else:
+                files[key] = template
+        return files
+
+    def files_to_load(self, net: Any) -> dict[str, Any]:
+        """What to load, by ``f_*`` argument: the newest intact committed version, or (for a
+        directory without a manifest, e.g. written by skorch) the files at its root. Empty when
+        there is no checkpoint."""
+        if self.uses_store():
+            store = self.store()
+            version = store.latest_verified()
+            if version is not None:
+                return {entry.key: store.source(version, name) for name, entry in version.files.items()}
+            if is_url(os.fspath(self.dirname)):
+                return {}
+        return self._root_files(net)
+
+    def _root_files(self, net: Any) -> dict[str, Any]:
+        history_path = self.f_history_
+        probe = net
+        if history_path is not None and os.path.exists(history_path):
+            probe = _HistoryOnly(History.from_file(history_path))
+        files = self.get_formatted_files(probe)
+        return {k: v for k, v in files.items()
+                if v is not None and (not isinstance(v, str) or os.path.exists(v)) and k != "f_pickle"}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for transient in ("committer_", "staging_", "_store_cache"):
+            state.pop(transient, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "errors_" in state:  # an initialized checkpoint: rebuild what was dropped
+            self.committer_ = BackgroundCommitter() if self.background else None
+            self.staging_ = Staging() if self.background else None
+
+
+class _HistoryOnly:
+    """Stands in for a net when formatting file names from a history read from disk."""
+
+    def __init__(self, history: History):
+        self.history = history
+
+
+class TrainEndCheckpoint(_SavesFiles):
+    """Saves the net once, when training ends (default file names start with ``train_end_``)."""
+
+    call_order = 1
+
+    def __init__(self, f_params: Any = "params.pt", f_optimizer: Any = "optimizer.pt",
+                 f_criterion: Any = "criterion.pt", f_history: Any = "history.json", f_pickle: Any = None,
+                 fn_prefix: str = "train_end_", dirname: Any = "", use_safetensors: bool = False,
+                 sink: Callable = noop, f_train_state: Any = "train_state.pt", keep_last: int | None = 3,
+                 storage_options: dict | None = None, **kwargs: Any):
+        self.f_params = f_params
+        self.f_optimizer = f_optimizer
+        self.f_criterion = f_criterion
+        self.f_history = f_history
+        self.f_pickle = f_pickle
+        self.fn_prefix = fn_prefix
+        self.dirname = dirname
+        self.use_safetensors = use_safetensors
+        self.sink = sink
+        self.f_train_state = f_train_state
+        self.keep_last = keep_last
+        self.storage_options = storage_options
+        split_f_arguments(type(self).__name__, **kwargs)
+        vars(self).update(kwargs)
+
+    def checkpoint(self) -> Checkpoint:
+        """The :class:`Checkpoint` (``monitor=None``, no event column) that does the work."""
+        files = {k: v for k, v in vars(self).items() if k.startswith("f_")}
+        inner: Checkpoint | None = getattr(self, "checkpoint_", None)
+        wanted = dict(files, fn_prefix=self.fn_prefix, dirname=self.dirname, sink=self.sink,
+                      keep_last=self.keep_last, storage_options=self.storage_options)
+        if inner is None or any(getattr(inner, k, None) != v for k, v in wanted.items()):
+            inner = Checkpoint(monitor=None, event_name=None, **wanted).initialize()
+            self.checkpoint_ = inner
+        return inner
+
+    def initialize(self) -> "TrainEndCheckpoint":
+        vars(self).pop("checkpoint_", None)  # a fresh one, with fresh state
+        self.checkpoint()
+        return self
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        checkpoint = self.checkpoint()
+        checkpoint.store().begin() if checkpoint.uses_store() else None
+        checkpoint.save_model(net)
+        emit(self.sink, "Final checkpoint triggered", net.verbose)
+
+    # what LoadInitState and load_params(checkpoint=...) use
+    def files_to_load(self, net: Any) -> dict[str, Any]:
+        return self.checkpoint().files_to_load(net)
+
+    def get_formatted_files(self, net: Any) -> dict[str, Any]:
+        return self.checkpoint().get_formatted_files(net)
+
+    def store(self) -> CheckpointStore:
+        return self.checkpoint().store()
+
+    @property
+    def f_history_(self) -> str | None:
+        return self.checkpoint().f_history_
+
+
+class LoadInitState(Callback):
+    """Loads ``checkpoint`` (a :class:`Checkpoint` or :class:`TrainEndCheckpoint`) when training
+    starts, if one exists: weights, optimizer, criterion, history, and the train state.
+
+    Training then continues at the epoch after the loaded one. As in skorch, ``fit`` runs
+    ``max_epochs`` more epochs; with ``until_max_epochs=True`` the loaded epochs count, so a run
+    killed at epoch 7 of 12 finishes at 12 (and one that had finished does nothing).
+    """
+
+    call_order = -1  # load before the other callbacks start (they see the loaded history)
+
+    def __init__(self, checkpoint: Any, use_safetensors: bool = False, until_max_epochs: bool = False):
+        self.checkpoint = checkpoint
+        self.use_safetensors = use_safetensors
+        self.until_max_epochs = until_max_epochs
+
+    def initialize(self) -> "LoadInitState":
+        self.did_load_ = False
+        self.loaded_epoch_: int | None = None
+        self._pending_state: dict | None = None
+        return self
+
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        if self.did_load_:
+            return
+        self.did_load_ = True
+        files = self.checkpoint.files_to_load(net)
+        if files:
+            state_source = files.pop("f_train_state", None)
+            files.pop("f_pickle", None)
+            net.load_params(**files)
+            self.loaded_epoch_ = len(net.history)
+            if state_source is not None:
+                self._pending_state = torch.load(state_source, map_location="cpu", weights_only=True)
+        if self.until_max_epochs:
+            net.epoch_limit_ = net.max_epochs
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        # generators and callback state go back only now: the other callbacks' on_train_begin
+        # (which resets them) and the data split (which may draw numbers) have run
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            train_state.restore(net, state)
+
+
+def _torch_writer(obj: Any) -> Callable[[Any], None]:
+    return lambda f: torch.save(obj, f)
+
+
+def _bytes_writer(data: bytes) -> Callable[[Any], None]:
+    return lambda f: f.write(data)

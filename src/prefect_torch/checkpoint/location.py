@@ -1,0 +1,247 @@
+"""Where checkpoint files live: a local folder or an fsspec URL, behind one small interface.
+
+>>> import tempfile
+>>> folder = open_location(tempfile.mkdtemp())
+>>> record = folder.write("a/b.bin", lambda f: f.write(b"hello"))
+>>> record.size, folder.read_bytes("a/b.bin")
+(5, b'hello')
+
+Local writes are durable before they count: every file is fsynced, small files are replaced
+atomically (temp file + ``os.replace``), and folders are fsynced after their entries change.
+On object stores (``s3://``) an object appears whole or not at all when its upload completes,
+which gives the same guarantees.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shutil
+from typing import IO, Any, Callable, Iterator
+
+from .hashing import FileRecord, HashingWriter, sha256_of
+
+WriteFn = Callable[[Any], Any]  # called with a writable binary file
+
+
+def is_url(target: Any) -> bool:
+    """True for fsspec URLs such as ``s3://bucket/x`` or ``memory://x`` (not for plain paths)."""
+    return isinstance(target, str) and "://" in target and not target.startswith("file://")
+
+
+def open_location(root: str | os.PathLike, **storage_options: Any) -> "Location":
+    """A :class:`LocalLocation` for paths (and ``file://``), an :class:`FsspecLocation` for URLs."""
+    text = os.fspath(root)
+    if is_url(text):
+        return FsspecLocation(text, **storage_options)
+    return LocalLocation(text.removeprefix("file://"))
+
+
+class Location:
+    """The operations the store needs; paths are relative to the location's root, with ``/``."""
+
+    root: str
+
+    def url(self, rel: str) -> str:
+        return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
+
+    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
+        """Create ``rel`` durably with ``write_fn(file)`` and return its size and sha256."""
+        raise NotImplementedError
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Replace ``rel`` with ``data`` so readers see the old or the new content, never a mix."""
+        raise NotImplementedError
+
+    def read_bytes(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def source(self, rel: str) -> Any:
+        """What ``torch.load``/``json.load`` should read: a path here, or an open file."""
+        return self.open_read(rel)
+
+    def hash(self, rel: str) -> FileRecord:
+        with self.open_read(rel) as f:
+            return sha256_of(f)
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names (not paths) in folder ``rel``; empty when it does not exist."""
+        raise NotImplementedError
+
+    def publish(self, src: str, dst: str) -> None:
+        """Make ``dst`` hold the content of ``src``, replacing ``dst`` in one step."""
+        raise NotImplementedError
+
+    def remove_tree(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def makedirs(self, rel: str = "") -> None:
+        """Create folder ``rel`` (no-op on object stores, which have no folders)."""
+
+    @contextlib.contextmanager
+    def lock(self, rel: str) -> Iterator[None]:
+        """Exclusive among processes of this machine where the file system allows; else a no-op."""
+        yield
+
+
+class LocalLocation(Location):
+    """A folder on a local (or mounted) file system."""
+
+    def __init__(self, root: str):
+        self.root = root or "."
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/")) if rel else self.root
+
+    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
+        path = self.path(rel)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "wb") as raw, HashingWriter(raw) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(raw.fileno())
+            return f.record()
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        path = self.path(rel)
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        fsync_dir(folder)
+
+    def read_bytes(self, rel: str) -> bytes:
+        with open(self.path(rel), "rb") as f:
+            return f.read()
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        return open(self.path(rel), "rb")
+
+    def source(self, rel: str) -> str:
+        return self.path(rel)
+
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self.path(rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except FileNotFoundError:
+            return []
+
+    def publish(self, src: str, dst: str) -> None:
+        """Hard-link ``src`` to ``dst`` (no copy); copy where links are not possible."""
+        source, target = self.path(src), self.path(dst)
+        folder = os.path.dirname(target) or "."
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
+        try:
+            try:
+                os.link(source, tmp)
+            except OSError:
+                with open(source, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+
+    def remove_tree(self, rel: str) -> None:
+        shutil.rmtree(self.path(rel), ignore_errors=True)
+
+    def makedirs(self, rel: str = "") -> None:
+        os.makedirs(self.path(rel), exist_ok=True)
+
+    def fsync(self, rel: str = "") -> None:
+        fsync_dir(self.path(rel))
+
+    @contextlib.contextmanager
+    def lock(self, rel: str) -> Iterator[None]:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: commits rely on the generation check
+            yield
+            return
+        path = self.path(rel)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class FsspecLocation(Location):
+    """A prefix on any fsspec file system (``s3://``, ``gs://``, ``memory://``...).
+
+    Credentials and endpoints come from ``storage_options`` or fsspec's usual configuration
+    (for S3: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``).
+    """
+
+    def __init__(self, root: str, **storage_options: Any):
+        import fsspec
+
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
+
+    def _full(self, rel: str) -> str:
+        return f"{self._base}/{rel}" if rel else self._base
+
+    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
+        with self.fs.open(self._full(rel), "wb") as raw, HashingWriter(raw) as f:
+            write_fn(f)
+            return f.record()
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(self._full(rel), data)
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self._full(rel))
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        return io.BytesIO(self.read_bytes(rel))
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._full(rel)))
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._full(rel), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+
+    def publish(self, src: str, dst: str) -> None:
+        self.fs.copy(self._full(src), self._full(dst))
+
+    def remove_tree(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._full(rel), recursive=True)
+
+
+def fsync_dir(path: str) -> None:
+    """Persist a folder's entries (new, renamed or removed files); a no-op where unsupported."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,230 @@
+"""A crash-safe, versioned checkpoint directory.
+
+>>> import tempfile, torch
+>>> store = CheckpointStore(tempfile.mkdtemp())
+>>> save = lambda obj: (lambda f: torch.save(obj, f))
+>>> v = store.commit([PendingFile("params.pt", "f_params", save({"w": torch.ones(2)}))], epoch=1)
+>>> sorted(store.location.listdir(""))
+['manifest.json', 'params.pt', 'versions']
+>>> store.latest_verified().epoch
+1
+
+A commit writes the files under a fresh folder ``versions/<prefix>epoch-<n>-<token>/``,
+fsyncs them, then atomically replaces ``<prefix>manifest.json``, which names the committed
+versions with their sizes and sha256, and the ``current`` and ``best`` ones. The plain files
+(``params.pt``...) at the directory's root are then pointed at the new version, so skorch and
+``load_params(f_params=...)`` read them directly. A kill at any instant leaves the previous
+manifest, or the new one, never a mix; loading verifies hashes and falls back to the newest
+intact version with a :class:`CheckpointFallbackWarning`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+import warnings
+from typing import Any, NamedTuple, Sequence
+
+from .errors import CheckpointConflictError, CheckpointCorruptError, CheckpointFallbackWarning
+from .location import Location, WriteFn, open_location
+from .manifest import FileEntry, Manifest, Version, writer_identity
+
+VERSIONS = "versions"
+VERSION_INFO = "version.json"
+
+
+class PendingFile(NamedTuple):
+    """A file to commit: its name, the ``f_*`` argument it belongs to, and how to write it."""
+
+    name: str
+    key: str
+    write: WriteFn
+
+
+def _test_pause(stage: str) -> None:
+    """Slow commits down for fault-injection tests (``PREFECT_TORCH_TEST_COMMIT_DELAY`` seconds)."""
+    delay = float(os.environ.get("PREFECT_TORCH_TEST_COMMIT_DELAY") or 0)
+    if delay:
+        time.sleep(delay)
+
+
+class CheckpointStore:
+    """The versions of one checkpoint series (one ``prefix``) in a directory or URL.
+
+    ``keep_last`` keeps only the newest N versions (plus the current and the best) after each
+    commit; ``None`` keeps all. ``writer`` labels the versions this process commits (e.g. a
+    flow-run id and attempt).
+    """
+
+    def __init__(self, directory: str | os.PathLike, prefix: str = "", keep_last: int | None = None,
+                 writer: dict[str, Any] | None = None, **storage_options: Any):
+        if keep_last is not None and keep_last < 1:
+            raise ValueError(f"keep_last={keep_last!r}: keep at least 1 version, or None to keep all")
+        self.location: Location = open_location(directory, **storage_options)
+        self.prefix = prefix
+        self.keep_last = keep_last
+        self.writer = writer_identity(writer)
+        self.manifest_name = f"{prefix}manifest.json"
+        self._lock_name = f"{VERSIONS}/.{prefix}commit.lock"
+        self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
+        self._seen_generation: int | None = None
+
+    @property
+    def url(self) -> str:
+        return self.location.root
+
+    # -- reading -------------------------------------------------------------------------
+    def read_manifest(self) -> Manifest | None:
+        """The committed manifest, ``None`` if nothing was committed yet.
+
+        A damaged manifest is rebuilt from the version folders (with a warning).
+        """
+        try:
+            raw = self.location.read_bytes(self.manifest_name)
+        except FileNotFoundError:
+            return None
+        try:
+            return Manifest.from_json(raw)
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.warn(
+                f"{self.location.url(self.manifest_name)} is damaged ({error}); rebuilding the list of "
+                "versions from the version folders", CheckpointFallbackWarning, stacklevel=2,
+            )
+            return self._rebuild_manifest()
+
+    def _rebuild_manifest(self) -> Manifest:
+        manifest = Manifest(prefix=self.prefix)
+        found = []
+        for folder in self._own_folders():
+            try:
+                found.append(Version.from_dict(json.loads(
+                    self.location.read_bytes(f"{VERSIONS}/{folder}/{VERSION_INFO}"))))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # never finished: no version.json
+        for version in sorted(found, key=lambda v: (v.epoch, v.time)):
+            manifest.add(version, best=False)
+        return manifest
+
+    def _own_folders(self) -> list[str]:
+        return [name for name in self.location.listdir(VERSIONS) if self._folder_pattern.match(name)]
+
+    def has_checkpoint(self) -> bool:
+        """True once a version was committed here."""
+        manifest = self.read_manifest()
+        return bool(manifest and manifest.versions)
+
+    def problems(self, version: Version) -> list[str]:
+        """What is wrong with ``version``'s files (missing, truncated, hash differs); empty if intact."""
+        found = []
+        for name, entry in version.files.items():
+            rel = f"{version.folder}/{name}"
+            try:
+                record = self.location.hash(rel)
+            except FileNotFoundError:
+                found.append(f"{name} is missing")
+                continue
+            if record.size != entry.size:
+                found.append(f"{name} has {record.size} bytes, {entry.size} were committed")
+            elif record.sha256 != entry.sha256:
+                found.append(f"{name} has a different sha256 than committed (the file was changed or damaged)")
+        return found
+
+    def latest_verified(self) -> Version | None:
+        """The current version if intact, else the newest intact one (with a warning).
+
+        ``None`` when nothing was committed; :class:`CheckpointCorruptError` when no version
+        is intact.
+        """
+        manifest = self.read_manifest()
+        if manifest is None or not manifest.versions:
+            return None
+        damaged: list[str] = []
+        for version in manifest.newest_first():
+            problems = self.problems(version)
+            if not problems:
+                if damaged:
+                    warnings.warn(
+                        f"checkpoint {self.url}: " + "; ".join(damaged)
+                        + f". Loading version {version.id} (epoch {version.epoch}) instead.",
+                        CheckpointFallbackWarning, stacklevel=2,
+                    )
+                return version
+            damaged.append(f"version {version.id} (epoch {version.epoch}) is damaged: {', '.join(problems)}")
+        raise CheckpointCorruptError(
+            f"checkpoint {self.url}: no committed version is intact: " + "; ".join(damaged)
+            + ". Restore the files from a backup, or start over with an empty directory."
+        )
+
+    def source(self, version: Version, name: str) -> Any:
+        """What ``torch.load`` or ``json.load`` reads for file ``name`` of ``version``."""
+        return self.location.source(f"{version.folder}/{name}")
+
+    def file_url(self, version: Version, name: str) -> str:
+        return self.location.url(f"{version.folder}/{name}")
+
+    # -- writing -------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start writing: a later commit fails if another writer commits here in between."""
+        manifest = self.read_manifest()
+        self._seen_generation = manifest.generation if manifest else 0
+
+    def commit(self, files: Sequence[PendingFile], epoch: int, metrics: dict[str, Any] | None = None,
+               best: bool = False) -> Version:
+        """Write ``files`` as a new version, then make it current (and best if ``best``)."""
+        folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
+        self.location.makedirs(folder)
+        entries = {}
+        for pending in files:
+            record = self.location.write(f"{folder}/{pending.name}", pending.write)
+            entries[pending.name] = FileEntry(pending.key, record.size, record.sha256)
+            _test_pause("file")
+        version = Version(id=0, epoch=epoch, folder=folder, files=entries, metrics=dict(metrics or {}),
+                          time=time.time(), writer=self.writer)
+        self.location.write(f"{folder}/{VERSION_INFO}", lambda f: f.write(json.dumps(version.to_dict()).encode()))
+        if hasattr(self.location, "fsync"):
+            self.location.fsync(folder)
+        _test_pause("before-manifest")
+        with self.location.lock(self._lock_name):
+            manifest = self.read_manifest() or Manifest(prefix=self.prefix)
+            self._check_no_other_writer(manifest)
+            manifest.add(version, best=best)
+            dropped = manifest.retain(self.keep_last)
+            manifest.generation += 1
+            manifest.writer = self.writer
+            self.location.write_atomic(self.manifest_name, manifest.to_json())
+            self._seen_generation = manifest.generation
+            _test_pause("after-manifest")
+            self._publish(version)
+            self._prune(manifest, dropped)
+        return version
+
+    def _check_no_other_writer(self, manifest: Manifest) -> None:
+        if self._seen_generation is None or manifest.generation == self._seen_generation:
+            return
+        other = manifest.writer
+        newest = manifest.version(manifest.current)
+        what = f"version {newest.id} (epoch {newest.epoch})" if newest else "a change"
+        raise CheckpointConflictError(
+            f"checkpoint {self.url}: {what} was committed by another writer "
+            f"(host {other.get('host')}, pid {other.get('pid')}"
+            + "".join(f", {k} {v}" for k, v in other.items() if k not in ("session", "host", "pid", "started"))
+            + ") while this run was writing here. Two live trainings must not share a checkpoint "
+            "directory: give each its own dirname. This run stops without committing."
+        )
+
+    def _publish(self, version: Version) -> None:
+        """Point the plain files at the directory's root at ``version`` (what skorch reads)."""
+        for name in version.files:
+            self.location.publish(f"{version.folder}/{name}", name)
+        if hasattr(self.location, "fsync"):
+            self.location.fsync("")
+
+    def _prune(self, manifest: Manifest, dropped: list[Version]) -> None:
+        """Remove dropped versions and folders no commit finished (left by a crash)."""
+        kept = {v.folder.rsplit("/", 1)[-1] for v in manifest.versions}
+        doomed = {v.folder for v in dropped}
+        doomed |= {f"{VERSIONS}/{name}" for name in self._own_folders() if name not in kept}
+        for folder in sorted(doomed):
+            self.location.remove_tree(folder)

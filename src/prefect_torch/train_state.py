@@ -1,0 +1,66 @@
+"""What a bit-exact resume needs beyond weights and history: random number generators and callback state.
+
+>>> import torch
+>>> state = rng_state()
+>>> a = torch.rand(2)
+>>> set_rng_state(state)
+>>> torch.equal(a, torch.rand(2))
+True
+
+Everything is tensors or plain Python data, so ``torch.load(weights_only=True)`` reads it.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of torch (CPU and CUDA), numpy's and python's global generators."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+
+
+def capture(net: Any) -> dict[str, Any]:
+    """The train state of ``net`` now: RNGs and each callback's ``state_dict()``."""
+    callbacks = {}
+    for name, callback in getattr(net, "callbacks_", []):
+        state = callback.state_dict() if hasattr(callback, "state_dict") else None
+        if state:
+            callbacks[name] = state
+    return {"format": FORMAT, "epoch": len(net.history), "rng": rng_state(), "callbacks": callbacks}
+
+
+def restore(net: Any, state: dict[str, Any]) -> None:
+    """Put ``net``'s RNGs and callbacks back to a :func:`capture` (callbacks matched by name)."""
+    if state.get("format") != FORMAT:
+        raise ValueError(f"train state of format {state.get('format')!r}; this version reads format {FORMAT}")
+    set_rng_state(state["rng"])
+    saved = state["callbacks"]
+    for name, callback in getattr(net, "callbacks_", []):
+        if name in saved and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(saved[name])
