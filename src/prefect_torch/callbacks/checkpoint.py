@@ -226,7 +226,8 @@ class Checkpoint(_SavesFiles):
     def _version_info(self, net: Any) -> dict[str, Any]:
         row = net.history[-1]
         metrics = {k: v for k, v in row.items()
-                   if k not in ("batches", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                   if k not in ("batches", "epoch") and not k.endswith("_batch_count")
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
         best_key = self.monitor if isinstance(self.monitor, str) else "valid_loss_best"
         best = bool(row[best_key]) if best_key in row else self.monitor is None
         return {"metrics": metrics, "best": best}
