@@ -46,8 +46,9 @@ class Location:
     def url(self, rel: str) -> str:
         return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
 
-    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
-        """Create ``rel`` durably with ``write_fn(file)`` and return its size and sha256."""
+    def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
+        """Create ``rel`` with ``write_fn(file)`` (on disk before returning when ``durable``)
+        and return its size and sha256."""
         raise NotImplementedError
 
     def write_atomic(self, rel: str, data: bytes) -> None:
@@ -100,13 +101,14 @@ class LocalLocation(Location):
     def path(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
 
-    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
+    def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
         path = self.path(rel)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "wb") as raw, HashingWriter(raw) as f:
             write_fn(f)
             f.flush()
-            os.fsync(raw.fileno())
+            if durable:
+                os.fsync(raw.fileno())
             return f.record()
 
     def write_atomic(self, rel: str, data: bytes) -> None:
@@ -205,7 +207,7 @@ class FsspecLocation(Location):
     def _full(self, rel: str) -> str:
         return f"{self._base}/{rel}" if rel else self._base
 
-    def write(self, rel: str, write_fn: WriteFn) -> FileRecord:
+    def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
         with self.fs.open(self._full(rel), "wb") as raw, HashingWriter(raw) as f:
             write_fn(f)
             return f.record()

@@ -182,7 +182,10 @@ class CheckpointStore:
             _test_pause("file")
         version = Version(id=0, epoch=epoch, folder=folder, files=entries, metrics=dict(metrics or {}),
                           time=time.time(), writer=self.writer)
-        self.location.write(f"{folder}/{VERSION_INFO}", lambda f: f.write(json.dumps(version.to_dict()).encode()))
+        # a spare copy of the version's record, read only to rebuild a damaged manifest (which
+        # verifies the files again), so it need not reach the disk before the commit
+        self.location.write(f"{folder}/{VERSION_INFO}", lambda f: f.write(json.dumps(version.to_dict()).encode()),
+                            durable=False)
         if hasattr(self.location, "fsync"):
             self.location.fsync(folder)
         _test_pause("before-manifest")
@@ -215,11 +218,13 @@ class CheckpointStore:
         )
 
     def _publish(self, version: Version) -> None:
-        """Point the plain files at the directory's root at ``version`` (what skorch reads)."""
+        """Point the plain files at the directory's root at ``version`` (what skorch reads).
+
+        Each file is replaced atomically; they are conveniences (the manifest is the truth),
+        so the folder is not fsynced for them.
+        """
         for name in version.files:
             self.location.publish(f"{version.folder}/{name}", name)
-        if hasattr(self.location, "fsync"):
-            self.location.fsync("")
 
     def _prune(self, manifest: Manifest, dropped: list[Version]) -> None:
         """Remove dropped versions and folders no commit finished (left by a crash)."""
