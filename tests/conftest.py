@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from prefect_torch.examples import make_data
+from s3_server import s3_server  # noqa: F401  (one real S3 server per test session, started on first use)
 
 
 @pytest.fixture(autouse=True)
