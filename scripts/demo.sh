@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: train the README's example classifier and print its epoch table.
+# The main job: train the README's example classifier with a checkpoint after each epoch;
+# a re-run resumes where the last one stopped (--max-epochs N, --fresh).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup.sh"
