@@ -180,15 +180,18 @@ def history_json(history: list) -> str:
     >>> history_json([{"epoch": 1, "batches": [], "f1": 0.5}])
     '[{"epoch": 1, "batches": [], "f1": 0.5}]'
     """
-    bad = _first_non_json(history, ())
-    if bad is not None:
-        path, value = bad
-        raise TypeError(
-            f"the history cannot be saved as JSON: {_where(history, path)} is a "
-            f"{type(value).__module__}.{type(value).__qualname__} ({value!r}). Record plain Python "
-            "values in the history (e.g. float(x) or x.item())."
-        )
-    return json.dumps(history)
+    try:
+        return json.dumps(history)
+    except (TypeError, ValueError):
+        bad = _first_non_json(history, ())
+        if bad is None:
+            raise
+    path, value = bad
+    raise TypeError(
+        f"the history cannot be saved as JSON: {_where(history, path)} is a "
+        f"{type(value).__module__}.{type(value).__qualname__} ({value!r}). Record plain Python "
+        "values in the history (e.g. float(x) or x.item())."
+    )
 
 
 def _where(history: list, path: tuple) -> str:
