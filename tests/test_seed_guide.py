@@ -206,18 +206,26 @@ def test_guide_classifier_matches_skorch():
 
 
 # -- flows/train_example.py ---------------------------------------------------------------------
-def test_train_example_script_prints_table():
+def test_train_example_script_checkpoints_and_resumes(tmp_path):
+    """The main job prints the table with its cp column; a re-run with more epochs resumes."""
     script = REPO / "flows" / "train_example.py"
     if not script.exists():
         pytest.skip("flows/train_example.py is not in this checkout")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=240, cwd=str(REPO), env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [ANSI.sub("", line) for line in result.stdout.splitlines()]
-    assert HEADER in lines
-    start = lines.index(HEADER)
-    assert lines[start + 1] == SEPARATOR
-    rows = [line for line in lines[start + 2:] if ROW.match(line)]
-    assert [int(ROW.match(line).group(1)) for line in rows] == list(range(1, 11))
-    assert lines.count(HEADER) == 1
+    header = HEADER.replace("valid_loss     dur", "valid_loss    cp     dur")
+    row = re.compile(ROW.pattern.replace(r" {2,}(\d+\.\d{4})$", r" {2,}\+ {2,}(\d+\.\d{4})$"))
+
+    def run(*args):
+        result = subprocess.run([sys.executable, str(script), "--dirname", str(tmp_path / "cp"), *args],
+                                capture_output=True, text=True, timeout=240, cwd=str(tmp_path), env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = [ANSI.sub("", line) for line in result.stdout.splitlines()]
+        assert lines.count(header) == 1, result.stdout
+        assert lines[lines.index(header) + 1] == SEPARATOR[:-8] + "  ----  ------"
+        return [int(row.match(line).group(1)) for line in lines if row.match(line)], result.stdout
+
+    epochs, _ = run()
+    assert epochs == list(range(1, 11))
+    epochs, out = run("--max-epochs", "12")
+    assert epochs == [11, 12]
+    assert "resumed after epoch 10" in out

@@ -147,19 +147,14 @@ class LocalLocation(Location):
             return []
 
     def publish(self, src: str, dst: str) -> None:
-        """Hard-link ``src`` to ``dst`` (no copy); copy where links are not possible."""
+        """Copy ``src`` over ``dst`` atomically (an in-kernel copy; not a hard link, which a
+        program rewriting ``dst`` in place, as skorch does, would turn into a damaged version)."""
         source, target = self.path(src), self.path(dst)
         folder = os.path.dirname(target) or "."
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
         try:
-            try:
-                os.link(source, tmp)
-            except OSError:
-                with open(source, "rb") as fin, open(tmp, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-                    fout.flush()
-                    os.fsync(fout.fileno())
+            shutil.copyfile(source, tmp)
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):

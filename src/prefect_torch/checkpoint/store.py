@@ -76,10 +76,11 @@ class CheckpointStore:
         return self.location.root
 
     # -- reading -------------------------------------------------------------------------
-    def read_manifest(self) -> Manifest | None:
+    def read_manifest(self, _exclude: str | None = None) -> Manifest | None:
         """The committed manifest, ``None`` if nothing was committed yet.
 
-        A damaged manifest is rebuilt from the version folders (with a warning).
+        A damaged manifest is rebuilt from the version folders (with a warning), leaving out
+        ``_exclude`` (the folder a commit in progress just wrote).
         """
         try:
             raw = self.location.read_bytes(self.manifest_name)
@@ -92,12 +93,15 @@ class CheckpointStore:
                 f"{self.location.url(self.manifest_name)} is damaged ({error}); rebuilding the list of "
                 "versions from the version folders", CheckpointFallbackWarning, stacklevel=2,
             )
-            return self._rebuild_manifest()
+            return self._rebuild_manifest(_exclude)
 
-    def _rebuild_manifest(self) -> Manifest:
-        manifest = Manifest(prefix=self.prefix)
+    def _rebuild_manifest(self, exclude: str | None) -> Manifest:
+        # a repair by this writer is not another writer's commit: keep the generation it knows
+        manifest = Manifest(prefix=self.prefix, generation=self._seen_generation or 0)
         found = []
         for folder in self._own_folders():
+            if f"{VERSIONS}/{folder}" == exclude:
+                continue
             try:
                 found.append(Version.from_dict(json.loads(
                     self.location.read_bytes(f"{VERSIONS}/{folder}/{VERSION_INFO}"))))
@@ -190,7 +194,7 @@ class CheckpointStore:
             self.location.fsync(folder)
         _test_pause("before-manifest")
         with self.location.lock(self._lock_name):
-            manifest = self.read_manifest() or Manifest(prefix=self.prefix)
+            manifest = self.read_manifest(_exclude=folder) or Manifest(prefix=self.prefix)
             self._check_no_other_writer(manifest)
             manifest.add(version, best=best)
             dropped = manifest.retain(self.keep_last)
