@@ -499,12 +499,14 @@ class NeuralNet(BaseEstimator):
                 print("Nothing to save")
             return
         self._check_initialized_for("save")
+        # everything that can fail on bad input fails before any file is touched
+        states = {attr: part_of(self, attr, "save_params").state_dict() for attr in parts}
+        text = history_json(self.history) if "f_history" in others else None
         for attr, target in parts.items():
-            save_torch(part_of(self, attr, "save_params").state_dict(), target)
-        if "f_history" in others:
-            text = history_json(self.history)  # fails before any file is touched
+            save_torch(states[attr], target)
+        if text is not None:
             with open_target(others["f_history"], "w") as f:
-                f.write(text)
+                _write_text(f, text)
         if "f_pickle" in others:
             with open_target(others["f_pickle"], "wb") as f:
                 pickle.dump(self, f)
@@ -881,6 +883,14 @@ def _to_device(x: Any, device: str | None) -> Any:
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
+def _write_text(f: Any, text: str) -> None:
+    """Write to a text file, or UTF-8 to a binary one."""
+    try:
+        f.write(text)
+    except TypeError:
+        f.write(text.encode("utf-8"))
+
+
 def _check_no_safetensors(use_safetensors: bool) -> None:
     if use_safetensors:
         raise ValueError("use_safetensors=True is not supported; state dicts are saved with torch.save, "
@@ -902,8 +912,14 @@ def _unpicklable(value: Any) -> bool:
 def _check_picklable(net: Any, state: dict) -> None:
     """Name the lambda or local function that would make pickling fail, and the way out."""
     candidates = list(state.items())
-    for name, cb in state.get("callbacks_", []) or []:
-        candidates += [(f"callbacks_ {name!r}.{k}", v) for k, v in vars(cb).items()]
+    given = state.get("callbacks")
+    named = list(state.get("callbacks_", None) or []) + [
+        item if isinstance(item, tuple) else (type(item).__name__, item)
+        for item in (given if isinstance(given, (list, tuple)) else [])
+    ]
+    for name, cb in named:
+        if cb is not None and not isinstance(cb, type) and hasattr(cb, "__dict__"):
+            candidates += [(f"callback {name!r}: {k}", v) for k, v in vars(cb).items()]
     for key, value in candidates:
         values = value if isinstance(value, (list, tuple)) else [value]
         for item in values:

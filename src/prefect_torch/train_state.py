@@ -52,7 +52,45 @@ def capture(net: Any) -> dict[str, Any]:
         state = callback.state_dict() if hasattr(callback, "state_dict") else None
         if state:
             callbacks[name] = state
-    return {"format": FORMAT, "epoch": len(net.history), "rng": rng_state(), "callbacks": callbacks}
+    return {"format": FORMAT, "epoch": len(net.history), "rng": rng_state(), "callbacks": callbacks,
+            "optimizer_settings": optimizer_settings(net)}
+
+
+def optimizer_settings(net: Any) -> dict[str, Any]:
+    """The optimizer's hyperparameters as the net is configured (``lr``, ``optimizer__*``),
+    not as a schedule may have changed them since.
+
+    >>> from prefect_torch import NeuralNet
+    >>> optimizer_settings(NeuralNet(torch.nn.Linear, torch.nn.MSELoss, lr=0.1, optimizer__momentum=0.9))
+    {'momentum': 0.9, 'lr': 0.1}
+    """
+    if not hasattr(net, "get_params_for_optimizer"):
+        return {}
+    _, kwargs = net.get_params_for_optimizer("optimizer", [])
+    plain = (int, float, bool, str, type(None))
+    return {k: v for k, v in kwargs.items()
+            if isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, plain) for x in v))}
+
+
+def apply_changed_optimizer_settings(net: Any, state: dict[str, Any]) -> dict[str, tuple]:
+    """Where the net's configured optimizer settings differ from those of the run that saved
+    ``state``, put the new values into the loaded optimizer (the user changed them on purpose,
+    e.g. a lower ``lr`` to continue training). Returns ``{name: (old, new)}``; a learning-rate
+    schedule restarts from the new values then, so its saved state is dropped from ``state``.
+    """
+    saved = state.get("optimizer_settings") or {}
+    changed = {k: (saved[k], v) for k, v in optimizer_settings(net).items() if k in saved and saved[k] != v}
+    if not changed:
+        return {}
+    for group in net.optimizer_.param_groups:
+        for name, (_, new) in changed.items():
+            if name in group:
+                group[name] = new
+            if name == "lr" and "initial_lr" in group:
+                group["initial_lr"] = new
+    for callback_state in state["callbacks"].values():
+        callback_state.pop("lr_scheduler", None)
+    return changed
 
 
 def restore(net: Any, state: dict[str, Any]) -> None:

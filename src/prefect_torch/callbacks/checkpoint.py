@@ -445,6 +445,10 @@ class LoadInitState(Callback):
             self.loaded_epoch_ = len(net.history)
             if state_source is not None:
                 self._pending_state = torch.load(state_source, map_location="cpu", weights_only=True)
+                changed = train_state.apply_changed_optimizer_settings(net, self._pending_state)
+                if changed:
+                    emit(print, "Resuming with new optimizer settings: " + ", ".join(
+                        f"{k} {old} -> {new}" for k, (old, new) in changed.items()), net.verbose)
         if self.until_max_epochs:
             net.epoch_limit_ = net.max_epochs
 
