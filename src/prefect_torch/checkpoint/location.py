@@ -83,6 +83,10 @@ class Location:
     def remove_tree(self, rel: str) -> None:
         raise NotImplementedError
 
+    def remove_file(self, rel: str) -> None:
+        """Remove file ``rel`` if it exists."""
+        raise NotImplementedError
+
     def makedirs(self, rel: str = "") -> None:
         """Create folder ``rel`` (no-op on object stores, which have no folders)."""
 
@@ -163,6 +167,10 @@ class LocalLocation(Location):
     def remove_tree(self, rel: str) -> None:
         shutil.rmtree(self.path(rel), ignore_errors=True)
 
+    def remove_file(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path(rel))
+
     def makedirs(self, rel: str = "") -> None:
         os.makedirs(self.path(rel), exist_ok=True)
 
@@ -232,6 +240,10 @@ class FsspecLocation(Location):
     def remove_tree(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self._full(rel), recursive=True)
+
+    def remove_file(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._full(rel))
 
 
 def fsync_dir(path: str) -> None:

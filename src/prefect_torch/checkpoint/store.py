@@ -28,6 +28,7 @@ import warnings
 from typing import Any, NamedTuple, Sequence
 
 from .errors import CheckpointConflictError, CheckpointCorruptError, CheckpointFallbackWarning
+from .hashing import FileRecord
 from .location import Location, WriteFn, open_location
 from .manifest import FileEntry, Manifest, Version, writer_identity
 
@@ -170,9 +171,40 @@ class CheckpointStore:
 
     # -- writing -------------------------------------------------------------------------
     def begin(self) -> None:
-        """Start writing: a later commit fails if another writer commits here in between."""
+        """Start writing: a later commit fails if another writer commits here in between.
+
+        Also finishes what a writer killed inside its last commit left undone: the plain files
+        at the root are brought to the current version, temporary files are removed.
+        """
         manifest = self.read_manifest()
         self._seen_generation = manifest.generation if manifest else 0
+        if manifest is not None and manifest.current is not None:
+            with self.location.lock(self._lock_name):
+                self._repair_root(manifest)
+                self._remove_temp_files(manifest)
+
+    def _repair_root(self, manifest: Manifest) -> None:
+        current = manifest.version(manifest.current)
+        if current is None:
+            return
+        for name, entry in current.files.items():
+            expected = FileRecord(entry.size, entry.sha256)
+            try:
+                if self.location.hash(name) == expected:
+                    continue
+                if self.location.hash(f"{current.folder}/{name}") != expected:
+                    continue  # a damaged version is never published; loading falls back anyway
+            except FileNotFoundError:
+                continue
+            self.location.publish(f"{current.folder}/{name}", name)
+
+    def _remove_temp_files(self, manifest: Manifest) -> None:
+        """Temporary files of this series' root files and manifest, left by a killed writer."""
+        names = {self.manifest_name} | {name for v in manifest.versions for name in v.files}
+        pattern = re.compile(rf"^\.({'|'.join(map(re.escape, sorted(names)))})\.tmp-[0-9a-f]+$")
+        for entry in self.location.listdir(""):
+            if pattern.match(entry):
+                self.location.remove_file(entry)
 
     def commit(self, files: Sequence[PendingFile], epoch: int, metrics: dict[str, Any] | None = None,
                best: bool = False) -> Version:
@@ -237,3 +269,4 @@ class CheckpointStore:
         doomed |= {f"{VERSIONS}/{name}" for name in self._own_folders() if name not in kept}
         for folder in sorted(doomed):
             self.location.remove_tree(folder)
+        self._remove_temp_files(manifest)
