@@ -223,7 +223,8 @@ class CheckpointStore:
         self.location.write(f"{folder}/{VERSION_INFO}", lambda f: f.write(json.dumps(version.to_dict()).encode()),
                             durable=False)
         if hasattr(self.location, "fsync"):
-            self.location.fsync(folder)
+            self.location.fsync(folder)  # its files' entries...
+            self.location.fsync(VERSIONS)  # ...and its own, before the manifest names it
         _test_pause("before-manifest")
         with self.location.lock(self._lock_name):
             manifest = self.read_manifest(_exclude=folder) or Manifest(prefix=self.prefix)
