@@ -1,0 +1,138 @@
+"""Checkpoint's skorch arguments: monitor forms, sink, load_best, f_pickle, file objects, format strings."""
+import io
+import pickle
+
+import pytest
+import torch
+
+from prefect_torch import NeuralNetClassifier
+from prefect_torch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+from prefect_torch.examples import MyModule
+
+
+def _fit(data, *callbacks, max_epochs=4, **kwargs):
+    torch.manual_seed(0)
+    return NeuralNetClassifier(MyModule, max_epochs=max_epochs, verbose=0, lr=0.5,
+                               callbacks=list(callbacks), **kwargs).fit(*data)
+
+
+def _saved_epochs(cp):
+    return [v.epoch for v in cp.store().read_manifest().versions]
+
+
+def test_default_monitor_saves_when_valid_loss_improves(tmp_path, data):
+    cp = Checkpoint(dirname=str(tmp_path), keep_last=None)
+    net = _fit(data, cp, max_epochs=6)
+    best = [row["epoch"] for row in net.history if row["valid_loss_best"]]
+    assert net.history[:, "event_cp"] == net.history[:, "valid_loss_best"]
+    assert _saved_epochs(cp) == best
+
+
+@pytest.mark.parametrize("monitor, expected", [
+    (None, [1, 2, 3, 4]),
+    (lambda net: net.history[-1, "epoch"] % 2 == 0, [2, 4]),
+    ("train_loss_best", None),  # every epoch whose train loss improved
+])
+def test_monitor_forms(tmp_path, data, monitor, expected):
+    cp = Checkpoint(monitor=monitor, dirname=str(tmp_path), keep_last=None)
+    net = _fit(data, cp)
+    if expected is None:
+        expected = [row["epoch"] for row in net.history if row["train_loss_best"]]
+    assert _saved_epochs(cp) == expected
+    assert [row["epoch"] for row in net.history if row["event_cp"]] == expected
+
+
+def test_monitor_without_best_suffix_warns_and_missing_key_explains(tmp_path, data):
+    with pytest.warns(UserWarning, match="did you mean monitor='valid_loss_best'"):
+        _fit(data, Checkpoint(monitor="valid_loss", dirname=str(tmp_path)), max_epochs=1)
+    with pytest.raises(KeyError, match="'valid_acc_best'.*not in the history.*validation data"):
+        _fit(data, Checkpoint(monitor="valid_acc_best", dirname=str(tmp_path)), max_epochs=1, train_split=None)
+
+
+def test_event_name_none_records_no_column(tmp_path, data):
+    net = _fit(data, Checkpoint(event_name=None, dirname=str(tmp_path)), max_epochs=2)
+    assert "event_cp" not in net.history[-1]
+
+
+def test_sink_hears_each_checkpoint_and_train_end(tmp_path, data):
+    said = []
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path), sink=said.append)
+    _fit(data, cp, TrainEndCheckpoint(dirname=str(tmp_path), sink=said.append), max_epochs=2)
+    assert said == ["A checkpoint was triggered in epoch 1.", "A checkpoint was triggered in epoch 2.",
+                    "Final checkpoint triggered"]
+
+
+def test_load_best_restores_the_checkpointed_weights_at_train_end(tmp_path, data):
+    cp = Checkpoint(dirname=str(tmp_path), load_best=True, keep_last=None)
+    net = _fit(data, cp, max_epochs=8)
+    best_epoch = [row["epoch"] for row in net.history if row["valid_loss_best"]][-1]
+    assert best_epoch < 8, "the scenario needs a best epoch before the last"
+    version = cp.store().latest_verified()
+    saved = torch.load(cp.store().source(version, "params.pt"), weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
+    assert len(net.history) == best_epoch  # as skorch: the checkpoint's history comes back too
+
+
+def test_f_pickle_stores_a_loadable_net(tmp_path, data):
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path), f_pickle="net_{last_epoch[epoch]}.pkl")
+    net = _fit(data, cp, max_epochs=2)
+    version = cp.store().latest_verified()
+    assert version.name_of("f_pickle") == "net_2.pkl"
+    with open(tmp_path / "net_2.pkl", "rb") as f:
+        copy = pickle.load(f)
+    assert (copy.predict_proba(data[0]) == net.predict_proba(data[0])).all()
+    assert copy.history[:, "epoch"] == [1, 2]
+
+
+def test_format_strings_and_prefix_name_the_files(tmp_path, data):
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path), fn_prefix="run1_",
+                    f_params="params_{last_epoch[epoch]}.pt", f_optimizer=None, f_criterion=None)
+    _fit(data, cp, max_epochs=3)
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert names == ["run1_history.json", "run1_manifest.json", "run1_params_1.pt", "run1_params_2.pt",
+                     "run1_params_3.pt", "run1_train_state.pt"]
+    net = NeuralNetClassifier(MyModule, verbose=0).initialize()
+    net.load_params(checkpoint=cp)
+    assert [row["epoch"] for row in net.history] == [1, 2, 3]
+    assert cp.get_formatted_files(net)["f_params"] == str(tmp_path / "run1_params_3.pt")
+
+
+def test_file_objects_are_written_as_given_without_a_store(data):
+    params, history = io.BytesIO(), io.StringIO()
+    cp = Checkpoint(monitor=None, f_params=params, f_optimizer=None, f_criterion=None, f_history=history,
+                    f_train_state=None)
+    assert not cp.uses_store()
+    net = _fit(data, cp, max_epochs=1)
+    params.seek(0)
+    saved = torch.load(params, weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
+    assert '"epoch": 1' in history.getvalue()
+
+
+def test_dirname_with_file_objects_is_refused():
+    with pytest.raises(ValueError, match=r"Checkpoint\(dirname='d'\) needs file names"):
+        Checkpoint(dirname="d", f_params=io.BytesIO())
+
+
+def test_clone_keeps_extra_file_arguments(tmp_path):
+    from sklearn.base import clone
+
+    cp = Checkpoint(dirname=str(tmp_path), f_module2="module2.pt", keep_last=5)
+    copy = clone(cp)
+    assert copy.f_module2 == "module2.pt" and copy.keep_last == 5
+    with pytest.raises(TypeError, match="f_<part>"):
+        Checkpoint(dirnam="typo")
+
+
+def test_load_init_state_without_checkpoint_trains_from_scratch(tmp_path, data):
+    cp = Checkpoint(dirname=str(tmp_path / "new"))
+    load = LoadInitState(cp)
+    net = _fit(data, cp, load, max_epochs=2)
+    assert load.loaded_epoch_ is None and net.history[:, "epoch"] == [1, 2]
+
+
+def test_load_init_state_refuses_another_architecture(tmp_path, data):
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    _fit(data, cp, max_epochs=1)
+    with pytest.raises(ValueError, match="different architecture.*different shapes"):
+        _fit(data, cp, LoadInitState(cp), max_epochs=1, module__num_units=20)
