@@ -68,3 +68,20 @@ def fit(net, X, y=None, seed=0, **fit_params):
     """``net.fit`` from a fixed torch seed."""
     torch.manual_seed(seed)
     return net.fit(X, y, **fit_params)
+
+
+def assert_same_state(a, b, path="state"):
+    """Equal nested state (dicts/lists of tensors and plain values), tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor), path
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{path}: keys {a.keys()} != {b.keys()}"
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, z) in enumerate(zip(a, b)):
+            assert_same_state(x, z, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"

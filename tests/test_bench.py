@@ -16,3 +16,29 @@ def test_fit_speed_quick_run_prints_the_ratio_table():
     assert result.returncode == 0, result.stderr
     assert "prefect_torch / hand loop" in result.stdout
     assert "identical weights prefect_torch vs skorch: yes" in result.stdout
+
+
+@pytest.mark.slow
+def test_checkpoint_speed_quick_runs(tmp_path):
+    import json
+
+    out = tmp_path / "checkpoint_speed.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "checkpoint_speed.py"), "--quick", "--dir", str(tmp_path / "disk"),
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| commit / torch.save |" in result.stdout
+    assert "long epochs: blocked" in result.stdout
+    payload = json.loads(out.read_text())
+    assert [(r["size"], r["optimizer"]) for r in payload["sync"]] == [
+        ("1 MB", "sgd"), ("1 MB", "sgd+momentum"), ("20 MB", "sgd"), ("20 MB", "sgd+momentum")]
+    for row in payload["sync"]:
+        assert all(t["best"] > 0 for t in row["timings"].values())
+        # the momentum buffers make optimizer.pt as big as the params
+        factor = 2 if row["optimizer"] == "sgd+momentum" else 1
+        assert row["written_bytes"] >= factor * row["param_bytes"]
+    assert len(payload["background"]) == 4 and all(r["long_epochs"]["best"] > 0 for r in payload["background"])
+    assert len(payload["targets"]) == 6
+    assert list((tmp_path / "disk").iterdir()) == []  # the bench cleans up what it wrote

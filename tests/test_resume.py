@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import assert_same_state
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Checkpoint, EarlyStopping, EpochScoring, LoadInitState, LRScheduler
 from prefect_torch.examples import MyModule, make_data
@@ -71,23 +72,6 @@ def full_callbacks():
 
 def rows_without_dur(history):
     return [{k: v for k, v in row.items() if k != "dur"} for row in history]
-
-
-def assert_same_state(a, b, path="state"):
-    """Equal nested state (dicts/lists of tensors and plain values), tensors bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor), path
-        assert a.dtype == b.dtype and torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{path}: keys {a.keys()} != {b.keys()}"
-        for key in a:
-            assert_same_state(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (x, z) in enumerate(zip(a, b)):
-            assert_same_state(x, z, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 def assert_same_run(resumed, straight):

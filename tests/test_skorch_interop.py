@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+from helpers import assert_same_state
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Callback, Checkpoint, LoadInitState
 from prefect_torch.examples import MyModule
@@ -36,21 +37,6 @@ def theirs(**kwargs):
 def fit(net, X, y, seed=0):
     torch.manual_seed(seed)
     return net.fit(X, y)
-
-
-def assert_same_state(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{path}: {a.keys()} != {b.keys()}"
-        for key in a:
-            assert_same_state(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (x, z) in enumerate(zip(a, b)):
-            assert_same_state(x, z, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 def load(path):
