@@ -31,6 +31,7 @@ from .. import train_state
 from ..checkpoint import CheckpointConflictError, CheckpointSaveWarning, CheckpointStore, PendingFile
 from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
+from ..checkpoint.serialize import bytes_writer, torch_writer
 from ..history import History
 from ..persistence import history_json, open_target, part_of, split_f_arguments
 from .base import Callback, emit
@@ -137,7 +138,7 @@ class Checkpoint(_SavesFiles):
         cached = getattr(self, "_store_cache", None)
         if cached is None or cached[0] != key:
             store = CheckpointStore(key[0], prefix=self.fn_prefix, keep_last=self.keep_last,
-                                    **(self.storage_options or {}))
+                                    finish_in_background=True, **(self.storage_options or {}))
             self._store_cache = cached = (key, store)
         return cached[1]
 
@@ -162,10 +163,13 @@ class Checkpoint(_SavesFiles):
             net.load_params(checkpoint=self)
 
     def wait(self) -> None:
-        """Block until a background commit in flight is done."""
+        """Block until the commit in flight (and its root files) are done."""
         committer = getattr(self, "committer_", None)
         if committer is not None:
             committer.wait()
+        cached = getattr(self, "_store_cache", None)
+        if cached is not None:
+            cached[1].wait()
 
     def _should_checkpoint(self, net: Any) -> bool:
         if self.monitor is None:
@@ -211,16 +215,16 @@ class Checkpoint(_SavesFiles):
             if staging is not None:
                 state = staging.stage(attr, state)
             key = "f_params" if attr == "module_" else f"f_{attr[:-1]}"
-            files.append(PendingFile(self._format(net, template), key, _torch_writer(state)))
+            files.append(PendingFile(self._format(net, template), key, torch_writer(state)))
         if "f_history" in others:
             files.append(PendingFile(self.fn_prefix + others["f_history"], "f_history",
-                                     _bytes_writer(history_json(net.history).encode())))
+                                     bytes_writer(history_json(net.history).encode())))
         if "f_pickle" in others:
             files.append(PendingFile(self._format(net, others["f_pickle"]), "f_pickle",
-                                     _bytes_writer(pickle.dumps(net))))
+                                     bytes_writer(pickle.dumps(net))))
         if self.f_train_state is not None:
             files.append(PendingFile(self._format(net, self.f_train_state), "f_train_state",
-                                     _torch_writer(train_state.capture(net))))
+                                     torch_writer(train_state.capture(net))))
         return files
 
     def _version_info(self, net: Any) -> dict[str, Any]:
@@ -394,6 +398,7 @@ class TrainEndCheckpoint(_SavesFiles):
         checkpoint = self.checkpoint()
         checkpoint.store().begin() if checkpoint.uses_store() else None
         checkpoint.save_model(net)
+        checkpoint.wait()
         emit(self.sink, "Final checkpoint triggered", net.verbose)
 
     # what LoadInitState and load_params(checkpoint=...) use
@@ -459,10 +464,3 @@ class LoadInitState(Callback):
             state, self._pending_state = self._pending_state, None
             train_state.restore(net, state)
 
-
-def _torch_writer(obj: Any) -> Callable[[Any], None]:
-    return lambda f: torch.save(obj, f)
-
-
-def _bytes_writer(data: bytes) -> Callable[[Any], None]:
-    return lambda f: f.write(data)

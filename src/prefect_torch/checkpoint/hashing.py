@@ -73,9 +73,10 @@ class _Hasher(threading.Thread):
 class HashingWriter(io.RawIOBase):
     """A write-only file that passes bytes to ``raw`` and hashes them on the way."""
 
-    def __init__(self, raw: IO[bytes]):
+    def __init__(self, raw: IO[bytes], on_written: Any = None):
         super().__init__()
         self.raw = raw
+        self.on_written = on_written  # called with the running byte count after each write
         self.size = 0
         self._digest = hashlib.sha256()
         self._hasher: _Hasher | None = None
@@ -98,6 +99,8 @@ class HashingWriter(io.RawIOBase):
             self._digest.update(view)
             self.raw.write(view)
         self.size += n
+        if self.on_written is not None:
+            self.on_written(self.size)
         return n
 
     def flush(self) -> None:

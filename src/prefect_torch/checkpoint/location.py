@@ -108,7 +108,7 @@ class LocalLocation(Location):
     def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
         path = self.path(rel)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "wb") as raw, HashingWriter(raw) as f:
+        with open(path, "wb") as raw, HashingWriter(raw, _Writeback(raw) if durable else None) as f:
             write_fn(f)
             f.flush()
             if durable:
@@ -244,6 +244,39 @@ class FsspecLocation(Location):
     def remove_file(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._full(rel))
+
+
+class _Writeback:
+    """Asks the kernel to start writing a file's new bytes to disk every few MB while the file
+    is still being written (Linux ``sync_file_range``), so the final fsync has little left to do.
+    A no-op where the call does not exist."""
+
+    EVERY = 16 << 20
+    _call: Any = None
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.started = 0
+        if _Writeback._call is None:
+            _Writeback._call = _find_sync_file_range() or False
+
+    def __call__(self, written: int) -> None:
+        if not self._call or written - self.started < self.EVERY:
+            return
+        self.raw.flush()
+        self._call(self.raw.fileno(), self.started, written - self.started, 2)  # SYNC_FILE_RANGE_WRITE
+        self.started = written
+
+
+def _find_sync_file_range() -> Any:
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return call
 
 
 def fsync_dir(path: str) -> None:

@@ -27,7 +27,13 @@ import time
 import warnings
 from typing import Any, NamedTuple, Sequence
 
-from .errors import CheckpointConflictError, CheckpointCorruptError, CheckpointFallbackWarning
+from .background import BackgroundCommitter
+from .errors import (
+    CheckpointConflictError,
+    CheckpointCorruptError,
+    CheckpointFallbackWarning,
+    CheckpointSaveWarning,
+)
 from .hashing import FileRecord
 from .location import Location, WriteFn, open_location
 from .manifest import FileEntry, Manifest, Version, writer_identity
@@ -60,7 +66,8 @@ class CheckpointStore:
     """
 
     def __init__(self, directory: str | os.PathLike, prefix: str = "", keep_last: int | None = None,
-                 writer: dict[str, Any] | None = None, **storage_options: Any):
+                 writer: dict[str, Any] | None = None, finish_in_background: bool = False,
+                 **storage_options: Any):
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last={keep_last!r}: keep at least 1 version, or None to keep all")
         self.location: Location = open_location(directory, **storage_options)
@@ -71,6 +78,9 @@ class CheckpointStore:
         self._lock_name = f"{VERSIONS}/.{prefix}commit.lock"
         self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
         self._seen_generation: int | None = None
+        self._published_marker = f"{VERSIONS}/.{prefix}published"
+        self.finish_in_background = finish_in_background
+        self._finisher: BackgroundCommitter | None = BackgroundCommitter() if finish_in_background else None
 
     @property
     def url(self) -> str:
@@ -176,12 +186,24 @@ class CheckpointStore:
         Also finishes what a writer killed inside its last commit left undone: the plain files
         at the root are brought to the current version, temporary files are removed.
         """
+        self.wait()
         manifest = self.read_manifest()
         self._seen_generation = manifest.generation if manifest else 0
-        if manifest is not None and manifest.current is not None:
+        if manifest is not None and manifest.current is not None and self._published() != manifest.current:
             with self.location.lock(self._lock_name):
                 self._repair_root(manifest)
                 self._remove_temp_files(manifest)
+                self._mark_published(manifest.current)
+
+    def _published(self) -> int | None:
+        """The version whose files the root holds, as recorded after its last complete publish."""
+        try:
+            return int(self.location.read_bytes(self._published_marker))
+        except (OSError, ValueError):
+            return None
+
+    def _mark_published(self, version_id: int | None) -> None:
+        self.location.write(self._published_marker, lambda f: f.write(str(version_id).encode()), durable=False)
 
     def _repair_root(self, manifest: Manifest) -> None:
         current = manifest.version(manifest.current)
@@ -208,7 +230,12 @@ class CheckpointStore:
 
     def commit(self, files: Sequence[PendingFile], epoch: int, metrics: dict[str, Any] | None = None,
                best: bool = False) -> Version:
-        """Write ``files`` as a new version, then make it current (and best if ``best``)."""
+        """Write ``files`` as a new version, then make it current (and best if ``best``).
+
+        With ``finish_in_background``, the root files and pruning are done on a helper thread
+        once the manifest is committed; the next commit, :meth:`begin` and :meth:`wait` wait for it.
+        """
+        self.wait()
         folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
         self.location.makedirs(folder)
         entries = {}
@@ -235,10 +262,33 @@ class CheckpointStore:
             manifest.writer = self.writer
             self.location.write_atomic(self.manifest_name, manifest.to_json())
             self._seen_generation = manifest.generation
-            _test_pause("after-manifest")
-            self._publish(version)
-            self._prune(manifest, dropped)
+        _test_pause("after-manifest")
+        if self._finisher is not None:
+            self._finisher.submit(lambda: self._finish(version, manifest, dropped))
+        else:
+            self._finish(version, manifest, dropped)
         return version
+
+    def wait(self) -> None:
+        """Wait for the root files and pruning of the last commit (``finish_in_background``)."""
+        if self._finisher is not None:
+            self._finisher.wait()
+
+    def _finish(self, version: Version, manifest: Manifest, dropped: list[Version]) -> None:
+        """After a commit: the root files show ``version``, dropped and unfinished versions go.
+
+        The commit stands whatever happens here: a failure is a warning, and the next
+        :meth:`begin` repairs the root files.
+        """
+        try:
+            with self.location.lock(self._lock_name):
+                self._publish(version)
+                self._mark_published(version.id)
+                self._prune(manifest, dropped)
+        except Exception as error:
+            warnings.warn(f"checkpoint {self.url}: version {version.id} is committed, but updating the plain "
+                          f"files at the root or pruning old versions failed: {type(error).__name__}: {error}",
+                          CheckpointSaveWarning, stacklevel=2)
 
     def _check_no_other_writer(self, manifest: Manifest) -> None:
         if self._seen_generation is None or manifest.generation == self._seen_generation:
