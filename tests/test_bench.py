@@ -24,8 +24,8 @@ def test_checkpoint_speed_quick_runs(tmp_path):
 
     out = tmp_path / "checkpoint_speed.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "checkpoint_speed.py"), "--quick", "--dir", str(tmp_path / "disk"),
-         "--json", str(out)],
+        [sys.executable, str(REPO / "bench" / "checkpoint_speed.py"), "--quick",
+         "--dir", str(tmp_path / "disk"), "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
@@ -39,6 +39,7 @@ def test_checkpoint_speed_quick_runs(tmp_path):
         # the momentum buffers make optimizer.pt as big as the params
         factor = 2 if row["optimizer"] == "sgd+momentum" else 1
         assert row["written_bytes"] >= factor * row["param_bytes"]
-    assert len(payload["background"]) == 4 and all(r["long_epochs"]["best"] > 0 for r in payload["background"])
+    assert len(payload["background"]) == 4
+    assert all(r["long_epochs"]["best"] > 0 for r in payload["background"])
     assert len(payload["targets"]) == 6
     assert list((tmp_path / "disk").iterdir()) == []  # the bench cleans up what it wrote
