@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import timing
 import torch
 from torch import nn
 
@@ -159,22 +160,7 @@ def bare_save(net: NeuralNet, folder: str, fsync: bool) -> list[str]:
     return paths
 
 
-@dataclass
-class Timing:
-    seconds: list[float] = field(default_factory=list)
-
-    @property
-    def best(self) -> float:
-        return min(self.seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def worst(self) -> float:
-        return max(self.seconds)
-
+class Timing(timing.Timing):
     def as_dict(self) -> dict[str, Any]:
         return {"seconds": self.seconds, "best": self.best, "median": self.median, "worst": self.worst}
 

@@ -49,17 +49,17 @@ import argparse
 import gc
 import json
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import sklearn
 import torch
 from sklearn.model_selection import StratifiedKFold
+from timing import Timing
 from torch import nn
 
 import prefect_torch
@@ -102,23 +102,10 @@ class Outcome:
 
 
 @dataclass
-class Measurement:
-    contender: str
-    seconds: list[float] = field(default_factory=list)
+class Measurement(Timing):
+    contender: str = ""
     valid_acc: float = float("nan")
     valid_loss: float = float("nan")
-
-    @property
-    def best(self) -> float:
-        return min(self.seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def worst(self) -> float:
-        return max(self.seconds)
 
 
 Fitter = Callable[[np.ndarray, np.ndarray], Outcome]
@@ -226,7 +213,7 @@ def run_case(case: Case, fitters: dict[str, Fitter], repeat: int, seed: int
     """``repeat`` rounds; each fits every contender once, the order rotated from round to round."""
     X, y = make_data(n_samples=case.n_samples, n_features=N_FEATURES)
     names = list(fitters)
-    measurements = {name: Measurement(name) for name in names}
+    measurements = {name: Measurement(contender=name) for name in names}
     last: dict[str, Outcome] = {}
     for round_ in range(repeat):
         shift = round_ % len(names)
