@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import warnings
 from typing import IO, Any, Iterator
 
 import torch
 from torch import nn
 
-from .checkpoint.location import fsync_dir, is_url
+from .checkpoint.location import is_url, replacing
 from .utils import closest_name
 
 Target = Any  # a path, a PathLike, a binary file object, or an fsspec URL
@@ -91,18 +90,10 @@ def open_target(target: Target, mode: str) -> Iterator[IO]:
 
 @contextlib.contextmanager
 def _atomic_file(path: str, mode: str) -> Iterator[IO]:
-    folder = os.path.dirname(path) or "."
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(folder)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    with replacing(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_torch(obj: Any, target: Target) -> None:

@@ -116,20 +116,10 @@ class LocalLocation(Location):
             return f.record()
 
     def write_atomic(self, rel: str, data: bytes) -> None:
-        path = self.path(rel)
-        folder = os.path.dirname(path) or "."
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-        fsync_dir(folder)
+        with replacing(self.path(rel)) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
     def read_bytes(self, rel: str) -> bytes:
         with open(self.path(rel), "rb") as f:
@@ -153,16 +143,8 @@ class LocalLocation(Location):
     def publish(self, src: str, dst: str) -> None:
         """Copy ``src`` over ``dst`` atomically (an in-kernel copy; not a hard link, which a
         program rewriting ``dst`` in place, as skorch does, would turn into a damaged version)."""
-        source, target = self.path(src), self.path(dst)
-        folder = os.path.dirname(target) or "."
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+        with replacing(self.path(dst), durable=False) as tmp:
+            shutil.copyfile(self.path(src), tmp)
 
     def remove_tree(self, rel: str) -> None:
         shutil.rmtree(self.path(rel), ignore_errors=True)
@@ -277,6 +259,23 @@ def _find_sync_file_range() -> Any:
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
     return call
+
+
+@contextlib.contextmanager
+def replacing(path: str, durable: bool = True) -> Iterator[str]:
+    """A temporary path beside ``path``, renamed over it when the block succeeds (removed if not);
+    with ``durable``, the folder is fsynced after the rename."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+        if durable:
+            fsync_dir(folder)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
 
 def fsync_dir(path: str) -> None:
