@@ -12,7 +12,7 @@ import shutil
 
 import torch
 
-from prefect_torch import NeuralNetClassifier
+from prefect_torch import NeuralNetClassifier, cli
 from prefect_torch.callbacks import Checkpoint, LoadInitState
 from prefect_torch.examples import MyModule, make_data
 
@@ -36,7 +36,8 @@ def main() -> None:
         print(f"already trained to epoch {resume.loaded_epoch_} in {args.dirname}; raise --max-epochs to go on")
     elif resume.loaded_epoch_:
         print(f"\nresumed after epoch {resume.loaded_epoch_} from {args.dirname}")
-    print(f"training accuracy: {net.score(X, y):.4f}; checkpoints: prefect-torch checkpoints {args.dirname}")
+    print(f"training accuracy: {net.score(X, y):.4f}\n\ncommitted checkpoints (prefect-torch checkpoints {args.dirname}):")
+    cli.main(["checkpoints", args.dirname, "--prefix", ""])
 
 
 if __name__ == "__main__":
