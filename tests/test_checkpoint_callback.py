@@ -136,3 +136,22 @@ def test_load_init_state_refuses_another_architecture(tmp_path, data):
     _fit(data, cp, max_epochs=1)
     with pytest.raises(ValueError, match="different architecture.*different shapes"):
         _fit(data, cp, LoadInitState(cp), max_epochs=1, module__num_units=20)
+
+
+def test_a_commit_between_load_and_first_epoch_stops_the_resumed_run(tmp_path, data):
+    """Fencing starts when LoadInitState reads: another writer's commit after that (here from a
+    callback that runs between the load and the Checkpoint's own start) stops this run."""
+    from prefect_torch.callbacks import Callback
+    from prefect_torch.checkpoint import CheckpointConflictError, CheckpointStore, PendingFile
+
+    _fit(data, Checkpoint(monitor=None, dirname=str(tmp_path)), max_epochs=2)
+
+    class Intruder(Callback):
+        def on_train_begin(self, net, **kwargs):
+            CheckpointStore(str(tmp_path)).commit(
+                [PendingFile("params.pt", "f_params", lambda f: torch.save(net.module_.state_dict(), f))], epoch=9)
+
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+    with pytest.raises(CheckpointConflictError, match="another writer"):
+        _fit(data, cp, LoadInitState(cp), Intruder(), max_epochs=3)
+    assert [v.epoch for v in cp.store().read_manifest().versions][-1] == 9

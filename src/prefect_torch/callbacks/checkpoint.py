@@ -129,6 +129,7 @@ class Checkpoint(_SavesFiles):
         self.committer_: BackgroundCommitter | None = BackgroundCommitter() if self.background else None
         self.staging_ = Staging() if self.background else None
         self.errors_ = 0
+        self.writing_ = False
         self._store_cache: tuple[tuple, CheckpointStore] | None = None
         return self
 
@@ -143,8 +144,16 @@ class Checkpoint(_SavesFiles):
         return cached[1]
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
-        if self.uses_store():
+        self.begin_writing()
+
+    def begin_writing(self) -> None:
+        """From now on, a commit by another writer to this directory makes this one stop
+        (:class:`~prefect_torch.checkpoint.CheckpointConflictError`). Once per ``fit``; a
+        :class:`LoadInitState` of this checkpoint calls it before it reads, so nothing
+        committed after the loaded version goes unnoticed."""
+        if self.uses_store() and not getattr(self, "writing_", False):
             self.store().begin()
+            self.writing_ = True
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         self._collect_background_error(net)
@@ -157,6 +166,7 @@ class Checkpoint(_SavesFiles):
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         self.wait()
+        self.writing_ = False
         self._collect_background_error(net)
         if self.load_best and self.monitor is not None:
             emit(self.sink, "Loading best checkpoint after training.", net.verbose)
@@ -442,6 +452,9 @@ class LoadInitState(Callback):
         if self.did_load_:
             return
         self.did_load_ = True
+        begin_writing = getattr(self.checkpoint, "begin_writing", None)
+        if begin_writing is not None and any(cb is self.checkpoint for _, cb in net.callbacks_):
+            begin_writing()  # the fencing baseline is the manifest this load reads
         files = self.checkpoint.files_to_load(net)
         if files:
             state_source = files.pop("f_train_state", None)
