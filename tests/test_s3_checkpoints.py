@@ -16,8 +16,9 @@ def _url(server, name):
     return server.url(f"{name}-{secrets.token_hex(4)}")
 
 
-def _net(url, server, max_epochs, keep_last=3):
-    cp = Checkpoint(monitor=None, dirname=url, keep_last=keep_last, storage_options=server.storage_options())
+def _net(url, server, max_epochs, keep_last=3, background=False):
+    cp = Checkpoint(monitor=None, dirname=url, keep_last=keep_last, background=background,
+                    storage_options=server.storage_options())
     return NeuralNetClassifier(MyModule, max_epochs=max_epochs, verbose=0, iterator_train__shuffle=True,
                                callbacks=[cp, LoadInitState(cp, until_max_epochs=True)]), cp
 
@@ -26,13 +27,14 @@ def _weights(net):
     return list(net.module_.state_dict().values())
 
 
-def test_resume_from_s3_is_bit_exact(s3_server, data):
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "background"])
+def test_resume_from_s3_is_bit_exact(s3_server, data, background):
     url = _url(s3_server, "resume")
     torch.manual_seed(0)
     reference = NeuralNetClassifier(MyModule, max_epochs=5, verbose=0, iterator_train__shuffle=True).fit(*data)
 
     torch.manual_seed(0)
-    first, cp = _net(url, s3_server, max_epochs=3)
+    first, cp = _net(url, s3_server, max_epochs=3, background=background)
     first.fit(*data)
     store = cp.store()
     manifest = store.read_manifest()
@@ -44,7 +46,7 @@ def test_resume_from_s3_is_bit_exact(s3_server, data):
         p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
 
     torch.manual_seed(0)
-    second, _ = _net(url, s3_server, max_epochs=5)
+    second, _ = _net(url, s3_server, max_epochs=5, background=background)
     second.fit(*data)
     assert second.history[:, "epoch"] == [1, 2, 3, 4, 5]
     assert all(torch.equal(a, b) for a, b in zip(_weights(second), _weights(reference)))
