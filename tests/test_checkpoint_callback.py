@@ -155,3 +155,33 @@ def test_a_commit_between_load_and_first_epoch_stops_the_resumed_run(tmp_path, d
     with pytest.raises(CheckpointConflictError, match="another writer"):
         _fit(data, cp, LoadInitState(cp), Intruder(), max_epochs=3)
     assert [v.epoch for v in cp.store().read_manifest().versions][-1] == 9
+
+
+def test_interpreter_exit_waits_for_a_background_commit(tmp_path):
+    """A script that ends while a background commit is in flight still commits it."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect_torch.checkpoint import CheckpointStore
+
+    script = """
+import sys
+from prefect_torch import NeuralNetClassifier
+from prefect_torch.callbacks import Checkpoint
+from prefect_torch.examples import MyModule, make_data
+cp = Checkpoint(monitor=None, dirname=sys.argv[1], background=True)
+net = NeuralNetClassifier(MyModule, max_epochs=1, verbose=0, callbacks=[cp]).fit(*make_data(100))
+net.history.new_epoch()
+net.history.record("epoch", 2)
+cp.save_model(net)
+print("in flight at exit:", cp.committer_.busy())
+"""
+    env = {**os.environ, "PREFECT_TORCH_TEST_COMMIT_DELAY": "0.1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "in flight at exit: True" in done.stdout
+    store = CheckpointStore(str(tmp_path))
+    assert [v.epoch for v in store.read_manifest().versions] == [1, 2]
+    assert store.latest_verified().epoch == 2

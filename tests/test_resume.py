@@ -223,3 +223,20 @@ def test_keep_last_keeps_two_versions_plus_best(tmp_path, data):
         info = json.loads((tmp_path / version.folder / "version.json").read_text())
         assert info["epoch"] == version.epoch
         assert cp.store().problems(version) == []
+
+
+def test_resume_restores_a_data_loader_generator(tmp_path, data):
+    """``iterator_train__generator`` shuffles through a DataLoader with its own generator; a
+    resumed run continues that generator's sequence, not a freshly seeded one."""
+    X, y = data
+
+    def run(dirname, max_epochs):
+        generator = torch.Generator().manual_seed(7)  # a new net (process) seeds it again
+        net, _ = make_resumable(dirname, max_epochs, module=MyModule, iterator_train__generator=generator)
+        return fit_seeded(net, X, y)
+
+    straight = run(tmp_path / "straight", 4)
+    run(tmp_path / "resumed", 2)
+    resumed = run(tmp_path / "resumed", 4)
+    assert resumed.history[:, "epoch"] == [1, 2, 3, 4]
+    assert_same_state(resumed.module_.state_dict(), straight.module_.state_dict(), "module")

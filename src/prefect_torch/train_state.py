@@ -46,14 +46,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def capture(net: Any) -> dict[str, Any]:
-    """The train state of ``net`` now: RNGs and each callback's ``state_dict()``."""
+    """The train state of ``net`` now: the global RNGs, the data loaders' own generators, each
+    callback's ``state_dict()`` and the configured optimizer settings."""
     callbacks = {}
     for name, callback in getattr(net, "callbacks_", []):
         state = callback.state_dict() if hasattr(callback, "state_dict") else None
         if state:
             callbacks[name] = state
     return {"format": FORMAT, "epoch": len(net.history), "rng": rng_state(), "callbacks": callbacks,
-            "optimizer_settings": optimizer_settings(net)}
+            "optimizer_settings": optimizer_settings(net),
+            "generators": {prefix: gen.get_state() for prefix, gen in _iterator_generators(net)}}
+
+
+def _iterator_generators(net: Any) -> list[tuple[str, torch.Generator]]:
+    """Generators given to the data loaders (``iterator_train__generator=...``), which shuffle."""
+    if not hasattr(net, "get_params_for"):
+        return []
+    found = []
+    for prefix in ("iterator_train", "iterator_valid"):
+        generator = net.get_params_for(prefix).get("generator")
+        if isinstance(generator, torch.Generator):
+            found.append((prefix, generator))
+    return found
 
 
 def optimizer_settings(net: Any) -> dict[str, Any]:
@@ -98,6 +112,10 @@ def restore(net: Any, state: dict[str, Any]) -> None:
     if state.get("format") != FORMAT:
         raise ValueError(f"train state of format {state.get('format')!r}; this version reads format {FORMAT}")
     set_rng_state(state["rng"])
+    generators = state.get("generators", {})
+    for prefix, generator in _iterator_generators(net):
+        if prefix in generators:
+            generator.set_state(generators[prefix])
     saved = state["callbacks"]
     for name, callback in getattr(net, "callbacks_", []):
         if name in saved and hasattr(callback, "load_state_dict"):
