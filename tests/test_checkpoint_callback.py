@@ -185,3 +185,12 @@ print("in flight at exit:", cp.committer_.busy())
     store = CheckpointStore(str(tmp_path))
     assert [v.epoch for v in store.read_manifest().versions] == [1, 2]
     assert store.latest_verified().epoch == 2
+
+
+def test_repr_masks_credentials():
+    cp = Checkpoint(dirname="s3://bucket/run", storage_options={"key": "AKIA123", "secret": "s3cr3t",
+                                                               "endpoint_url": "http://127.0.0.1:9000"})
+    text = repr(cp)
+    assert "AKIA123" not in text and "s3cr3t" not in text
+    assert "'endpoint_url': 'http://127.0.0.1:9000'" in text and "'secret': '***'" in text
+    assert cp.get_params()["storage_options"]["secret"] == "s3cr3t"  # clone still gets the real ones

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 from typing import Any, Callable
 
@@ -36,6 +37,8 @@ from ..history import History
 from ..persistence import history_json, open_target, part_of, split_f_arguments
 from .base import Callback, emit
 
+_SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
+
 
 def noop(*args: Any, **kwargs: Any) -> None:
     """The default sink: say nothing."""
@@ -47,6 +50,14 @@ class _SavesFiles(Callback):
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         extras = {k: v for k, v in vars(self).items() if k.startswith("f_")}
         return {**extras, **super().get_params(deep)}
+
+    def __repr__(self) -> str:
+        """Parameters, with credentials in ``storage_options`` masked (reprs end up in logs)."""
+        params = self.get_params()
+        if params.get("storage_options"):
+            params["storage_options"] = {k: "***" if _SECRET.search(k) else v
+                                         for k, v in params["storage_options"].items()}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
     def set_params(self, **params: Any) -> Any:
         extras = {k: v for k, v in params.items() if k.startswith("f_") and k not in self.get_params()}
