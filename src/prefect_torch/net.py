@@ -519,6 +519,18 @@ class NeuralNet(BaseEstimator):
 
         Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``) and
         maps tensors to the net's ``device``.
+
+        >>> import io
+        >>> def make():
+        ...     return NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
+        ...                      module__out_features=1).initialize()
+        >>> saved, buffer = make(), io.BytesIO()
+        >>> saved.save_params(f_params=buffer)
+        >>> _ = buffer.seek(0)
+        >>> loaded = make()
+        >>> loaded.load_params(f_params=buffer)
+        >>> torch.equal(loaded.module_.weight, saved.module_.weight)
+        True
         """
         _check_no_safetensors(use_safetensors)
         explicit = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,

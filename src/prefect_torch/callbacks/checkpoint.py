@@ -375,7 +375,17 @@ class _HistoryOnly:
 
 
 class TrainEndCheckpoint(_SavesFiles):
-    """Saves the net once, when training ends (default file names start with ``train_end_``)."""
+    """Saves the net once, when training ends (default file names start with ``train_end_``).
+
+    >>> import os, tempfile
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> folder = tempfile.mkdtemp()
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=2, verbose=0,
+    ...                           callbacks=[TrainEndCheckpoint(dirname=folder)]).fit(*make_data(100))
+    >>> sorted(name for name in os.listdir(folder) if name.endswith(".pt"))
+    ['train_end_criterion.pt', 'train_end_optimizer.pt', 'train_end_params.pt', 'train_end_train_state.pt']
+    """
 
     call_order = 1
 
@@ -444,6 +454,17 @@ class LoadInitState(Callback):
     Training then continues at the epoch after the loaded one. As in skorch, ``fit`` runs
     ``max_epochs`` more epochs; with ``until_max_epochs=True`` the loaded epochs count, so a run
     killed at epoch 7 of 12 finishes at 12 (and one that had finished does nothing).
+
+    >>> import tempfile
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp())
+    >>> def train(max_epochs):
+    ...     net = NeuralNetClassifier(MyModule, max_epochs=max_epochs, verbose=0,
+    ...                               callbacks=[cp, LoadInitState(cp, until_max_epochs=True)])
+    ...     return net.fit(*make_data(100))
+    >>> train(2).history[:, "epoch"], train(5).history[:, "epoch"]   # the second run resumes at 3
+    ([1, 2], [1, 2, 3, 4, 5])
     """
 
     call_order = -1  # load before the other callbacks start (they see the loaded history)
