@@ -34,7 +34,7 @@ from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
 from ..checkpoint.serialize import bytes_writer, torch_writer
 from ..history import History
-from ..persistence import history_json, open_target, part_of, split_f_arguments
+from ..persistence import history_json, part_of, split_f_arguments
 from .base import Callback, emit
 
 _SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
@@ -223,9 +223,13 @@ class Checkpoint(_SavesFiles):
         except Exception as error:
             self._report_failure(net, epoch, error)
 
-    def _format(self, net: Any, template: str) -> str:
-        row = net.history[-1] if len(net.history) else {}
-        last_batch = row.get("batches", [{}])[-1] if row.get("batches") else {}
+    def _name(self, net: Any, key: str, template: str, index: int = -1) -> str:
+        """``fn_prefix`` + the file name for ``key``, formatted with epoch ``index`` of the history
+        (``last_epoch``, ``last_batch``, ``net``); the history's own name is used as given, as in skorch."""
+        if key == "f_history":
+            return self.fn_prefix + template
+        row = net.history[index] if len(net.history) else {}
+        last_batch = row["batches"][-1] if row.get("batches") else {}
         return self.fn_prefix + template.format(net=net, last_epoch=row, last_batch=last_batch)
 
     def _pending_files(self, net: Any, staging: Staging | None) -> list[PendingFile]:
@@ -236,15 +240,15 @@ class Checkpoint(_SavesFiles):
             if staging is not None:
                 state = staging.stage(attr, state)
             key = "f_params" if attr == "module_" else f"f_{attr[:-1]}"
-            files.append(PendingFile(self._format(net, template), key, torch_writer(state)))
+            files.append(PendingFile(self._name(net, key, template), key, torch_writer(state)))
         if "f_history" in others:
-            files.append(PendingFile(self.fn_prefix + others["f_history"], "f_history",
+            files.append(PendingFile(self._name(net, "f_history", others["f_history"]), "f_history",
                                      bytes_writer(history_json(net.history).encode())))
         if "f_pickle" in others:
-            files.append(PendingFile(self._format(net, others["f_pickle"]), "f_pickle",
+            files.append(PendingFile(self._name(net, "f_pickle", others["f_pickle"]), "f_pickle",
                                      bytes_writer(pickle.dumps(net))))
         if self.f_train_state is not None:
-            files.append(PendingFile(self._format(net, self.f_train_state), "f_train_state",
+            files.append(PendingFile(self._name(net, "f_train_state", self.f_train_state), "f_train_state",
                                      torch_writer(train_state.capture(net))))
         return files
 
@@ -270,17 +274,9 @@ class Checkpoint(_SavesFiles):
     def _save_direct(self, net: Any) -> None:
         """skorch's way: ``net.save_params`` to each file as given."""
         for key, target in self._f_kwargs().items():
-            if target is None:
-                continue
-            if key == "f_pickle":
-                with open_target(self._join(self._format(net, target)) if isinstance(target, str) else target,
-                                 "wb") as f:
-                    pickle.dump(net, f)
-                continue
-            if isinstance(target, str):
-                name = self.fn_prefix + target if key == "f_history" else self._format(net, target)
-                target = self._join(name)
-            net.save_params(**{key: target})
+            if target is not None:
+                net.save_params(**{key: self._join(self._name(net, key, target)) if isinstance(target, str)
+                                   else target})
 
     def _join(self, name: str) -> str:
         return os.path.join(os.fspath(self.dirname), name) if self.dirname else name
@@ -320,17 +316,8 @@ class Checkpoint(_SavesFiles):
         if self.event_name is not None and len(net.history):
             flags = [row.get(self.event_name) for row in net.history]
             index = max((i for i, flag in enumerate(flags) if flag), default=-1)
-        row = net.history[index] if len(net.history) else {}
-        last_batch = row.get("batches", [{}])[-1] if row.get("batches") else {}
-        files = {}
-        for key, template in self._file_args().items():
-            if isinstance(template, str):
-                name = self.fn_prefix + (template if key == "f_history" else
-                                         template.format(net=net, last_epoch=row, last_batch=last_batch))
-                files[key] = self._join(name)
-            else:
-                files[key] = template
-        return files
+        return {key: self._join(self._name(net, key, template, index)) if isinstance(template, str) else template
+                for key, template in self._file_args().items()}
 
     def files_to_load(self, net: Any) -> dict[str, Any]:
         """What to load, by ``f_*`` argument: the newest intact committed version, or (for a
