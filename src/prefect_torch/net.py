@@ -35,6 +35,7 @@ from .diagnostics import (
     explain_loss_error,
     explain_module_error,
 )
+from .epochs import run_epochs
 from .exceptions import NotInitializedError
 from .history import History
 from .params import (
@@ -675,11 +676,14 @@ class NeuralNet(BaseEstimator):
         limit = getattr(self, "epoch_limit_", None)
         if limit is not None:
             epochs = max(0, min(epochs, limit - len(self.history)))
-        for _ in range(epochs):
+
+        def one_epoch() -> None:
             self.notify("on_epoch_begin", **epoch_kwargs)
             self.run_single_epoch(iterator_train, True, "train", self.train_step, **fit_params)
             self.run_single_epoch(iterator_valid, False, "valid", self.validation_step, **fit_params)
             self.notify("on_epoch_end", **epoch_kwargs)
+
+        run_epochs(self, epochs, one_epoch)  # one after another, or as an orchestrator's tasks
         return self
 
     def run_single_epoch(self, iterator: Any, training: bool, prefix: str, step_fn: Callable,
