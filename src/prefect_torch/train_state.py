@@ -11,6 +11,7 @@ Everything is tensors or plain Python data, so ``torch.load(weights_only=True)``
 """
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -120,3 +121,28 @@ def restore(net: Any, state: dict[str, Any]) -> None:
     for name, callback in getattr(net, "callbacks_", []):
         if name in saved and hasattr(callback, "load_state_dict"):
             callback.load_state_dict(saved[name])
+
+
+def snapshot(net: Any) -> dict[str, Any]:
+    """An in-memory copy of all a checkpoint would hold: every torch part's ``state_dict``,
+    the history and the train state (for undoing a failed epoch before anything was committed).
+
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=1, verbose=0).initialize()
+    >>> saved = snapshot(net)
+    >>> _ = net.partial_fit(*make_data(100))
+    >>> restore_snapshot(net, saved); len(net.history)
+    0
+    """
+    parts = {name: copy.deepcopy(part.state_dict()) for name, part in vars(net).items()
+             if name.endswith("_") and isinstance(part, (torch.nn.Module, torch.optim.Optimizer))}
+    return {"parts": parts, "history": copy.deepcopy(net.history), "train_state": capture(net)}
+
+
+def restore_snapshot(net: Any, saved: dict[str, Any]) -> None:
+    """Put ``net`` back to a :func:`snapshot` (which stays usable for another restore)."""
+    for name, state in saved["parts"].items():
+        getattr(net, name).load_state_dict(copy.deepcopy(state))
+    net.history = copy.deepcopy(saved["history"])
+    restore(net, saved["train_state"])

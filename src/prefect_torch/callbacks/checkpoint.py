@@ -474,18 +474,10 @@ class LoadInitState(Callback):
         begin_writing = getattr(self.checkpoint, "begin_writing", None)
         if begin_writing is not None and any(cb is self.checkpoint for _, cb in net.callbacks_):
             begin_writing()  # the fencing baseline is the manifest this load reads
-        files = self.checkpoint.files_to_load(net)
-        if files:
-            state_source = files.pop("f_train_state", None)
-            files.pop("f_pickle", None)
-            net.load_params(**files)
+        state = load_checkpoint(net, self.checkpoint)
+        if state is not None:
             self.loaded_epoch_ = len(net.history)
-            if state_source is not None:
-                self._pending_state = torch.load(state_source, map_location="cpu", weights_only=True)
-                changed = train_state.apply_changed_optimizer_settings(net, self._pending_state)
-                if changed:
-                    emit(print, "Resuming with new optimizer settings: " + ", ".join(
-                        f"{k} {old} -> {new}" for k, (old, new) in changed.items()), net.verbose)
+            self._pending_state = state or None
         if self.until_max_epochs:
             net.epoch_limit_ = net.max_epochs
 
@@ -496,3 +488,27 @@ class LoadInitState(Callback):
             state, self._pending_state = self._pending_state, None
             train_state.restore(net, state)
 
+
+def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:
+    """Load the newest intact version of ``checkpoint`` into ``net`` (weights, optimizer,
+    criterion, history) and return its train state, not yet applied (``{}`` if it has none);
+    ``None`` when there is no checkpoint.
+
+    Apply the state with :func:`prefect_torch.train_state.restore` once training is set up
+    (:class:`LoadInitState` does it when the first epoch begins). Optimizer settings the user
+    changed since the save take effect, and are reported.
+    """
+    files = checkpoint.files_to_load(net)
+    if not files:
+        return None
+    state_source = files.pop("f_train_state", None)
+    files.pop("f_pickle", None)
+    net.load_params(**files)
+    if state_source is None:
+        return {}
+    state = torch.load(state_source, map_location="cpu", weights_only=True)
+    changed = train_state.apply_changed_optimizer_settings(net, state)
+    if changed:
+        emit(print, "Resuming with new optimizer settings: " + ", ".join(
+            f"{k} {old} -> {new}" for k, (old, new) in changed.items()), net.verbose)
+    return state
