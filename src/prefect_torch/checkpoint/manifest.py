@@ -73,6 +73,7 @@ class Manifest:
     next_id: int = 1
     generation: int = 0
     writer: dict[str, Any] = field(default_factory=dict)
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
     def version(self, version_id: int | None) -> Version | None:
         for version in self.versions:
@@ -100,6 +101,12 @@ class Manifest:
         self.versions = [v for v in self.versions if v.id in keep]
         return dropped
 
+    @property
+    def current_epoch(self) -> int:
+        """The epoch of the current version (0 when nothing was committed)."""
+        current = self.version(self.current)
+        return current.epoch if current else 0
+
     def newest_first(self) -> list[Version]:
         """Versions to try when loading: current first, then the others newest first."""
         ordered = sorted(self.versions, key=lambda v: v.id, reverse=True)
@@ -114,6 +121,7 @@ class Manifest:
             "next_id": self.next_id,
             "generation": self.generation,
             "writer": self.writer,
+            "claims": self.claims,
             "versions": [v.to_dict() for v in self.versions],
         }
         return json.dumps(data, indent=1, allow_nan=True).encode()
@@ -131,6 +139,7 @@ class Manifest:
             next_id=data["next_id"],
             generation=data["generation"],
             writer=data.get("writer", {}),
+            claims=data.get("claims", []),
         )
 
 

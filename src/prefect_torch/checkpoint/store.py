@@ -25,7 +25,7 @@ import re
 import secrets
 import time
 import warnings
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from .background import BackgroundCommitter
 from .errors import (
@@ -40,6 +40,7 @@ from .manifest import FileEntry, Manifest, Version, writer_identity
 
 VERSIONS = "versions"
 VERSION_INFO = "version.json"
+KEPT_CLAIMS = 20
 
 
 class PendingFile(NamedTuple):
@@ -78,6 +79,8 @@ class CheckpointStore:
         self._lock_name = f"{VERSIONS}/.{prefix}commit.lock"
         self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
         self._seen_generation: int | None = None
+        self._seen_current: int | None = None
+        self._claimed = False
         self._published_marker = f"{VERSIONS}/.{prefix}published"
         self.finish_in_background = finish_in_background
         self._finisher: BackgroundCommitter | None = BackgroundCommitter() if finish_in_background else None
@@ -188,7 +191,11 @@ class CheckpointStore:
         """
         self.wait()
         manifest = self.read_manifest()
-        self._seen_generation = manifest.generation if manifest else 0
+        if self._claimed:  # a claim is the baseline: it only holds if nobody came after it
+            self._check_no_other_writer(manifest or Manifest(prefix=self.prefix))
+        else:
+            self._seen_generation = manifest.generation if manifest else 0
+            self._seen_current = manifest.current if manifest else None
         if manifest is not None and manifest.current is not None and self._published() != manifest.current:
             with self.location.lock(self._lock_name):
                 self._repair_root(manifest)
@@ -228,6 +235,50 @@ class CheckpointStore:
             if pattern.match(entry):
                 self.location.remove_file(entry)
 
+    def claim(self, label: dict[str, Any], check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """Become the one writer of this directory, before training, after :meth:`begin`.
+
+        Under the commit lock: if a version was committed since :meth:`begin` this run would
+        continue from stale state, so :class:`CheckpointConflictError`; ``check(manifest)`` may
+        refuse by raising (e.g. another live run holds the claim). Then the manifest records
+        this writer, labelled with ``label`` (e.g. a flow-run id and attempt), as the claimant
+        and its generation goes up, so a writer that claimed or began before stops at its next
+        commit. Returns the manifest as it was before the claim.
+        """
+        self.wait()
+        self.writer = writer_identity(label)
+        with self.location.lock(self._lock_name):
+            manifest = self.read_manifest() or Manifest(prefix=self.prefix)
+            if self._seen_generation is not None and manifest.current != self._seen_current:
+                self._check_no_other_writer(manifest)
+            if check is not None:
+                check(manifest)
+            before = Manifest.from_json(manifest.to_json())
+            manifest.generation += 1
+            manifest.writer = self.writer
+            claim = {**self.writer, "epoch": manifest.current_epoch, "finished": None}
+            manifest.claims = [*manifest.claims, claim][-KEPT_CLAIMS:]
+            self.location.write_atomic(self.manifest_name, manifest.to_json())
+            self._seen_generation, self._seen_current, self._claimed = manifest.generation, manifest.current, True
+        return before
+
+    def release(self) -> None:
+        """Record that this writer's claim ended normally (see :meth:`claim`); it stays the
+        last writer, so nothing else changes."""
+        self.wait()
+        if not self._claimed:
+            return
+        with self.location.lock(self._lock_name):
+            manifest = self.read_manifest()
+            if manifest is None or manifest.generation != self._seen_generation:
+                return  # another writer took over; its claim is not ours to close
+            for claim in reversed(manifest.claims):
+                if claim.get("session") == self.writer["session"]:
+                    claim["finished"] = time.time()
+                    break
+            self.location.write_atomic(self.manifest_name, manifest.to_json())
+        self._claimed = False
+
     def commit(self, files: Sequence[PendingFile], epoch: int, metrics: dict[str, Any] | None = None,
                best: bool = False) -> Version:
         """Write ``files`` as a new version, then make it current (and best if ``best``).
@@ -261,7 +312,7 @@ class CheckpointStore:
             manifest.generation += 1
             manifest.writer = self.writer
             self.location.write_atomic(self.manifest_name, manifest.to_json())
-            self._seen_generation = manifest.generation
+            self._seen_generation, self._seen_current = manifest.generation, manifest.current
         _test_pause("after-manifest")
         if self._finisher is not None:
             self._finisher.submit(lambda: self._finish(version, manifest, dropped))
@@ -295,12 +346,14 @@ class CheckpointStore:
             return
         other = manifest.writer
         newest = manifest.version(manifest.current)
-        what = f"version {newest.id} (epoch {newest.epoch})" if newest else "a change"
+        if manifest.current == self._seen_current:
+            what = "took over this directory"
+        else:
+            what = f"committed {f'version {newest.id} (epoch {newest.epoch})' if newest else 'a change'}"
         raise CheckpointConflictError(
-            f"checkpoint {self.url}: {what} was committed by another writer "
-            f"(host {other.get('host')}, pid {other.get('pid')}"
+            f"checkpoint {self.url}: another writer (host {other.get('host')}, pid {other.get('pid')}"
             + "".join(f", {k} {v}" for k, v in other.items() if k not in ("session", "host", "pid", "started"))
-            + ") while this run was writing here. Two live trainings must not share a checkpoint "
+            + f") {what} while this run was writing here. Two live trainings must not share a checkpoint "
             "directory: give each its own dirname. This run stops without committing."
         )
 
