@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from .checkpoint import CheckpointStore, Manifest, Version, open_location
 
 MANIFEST_SUFFIX = "manifest.json"
-_HIDDEN_METRICS = ("dur", "checkpoint_errors", "train_batch_count", "valid_batch_count")
+HIDDEN_METRICS = ("dur", "checkpoint_errors", "train_batch_count", "valid_batch_count")
 
 
 def find_series(directory: str) -> list[str]:
@@ -55,12 +55,13 @@ def describe(store: CheckpointStore, manifest: Manifest, verify: bool) -> list[d
 
 
 def _metric_names(versions: list[Version]) -> list[str]:
-    names = {k for v in versions for k in v.metrics if k not in _HIDDEN_METRICS and not k.startswith("event_")}
+    names = {k for v in versions for k in v.metrics if k not in HIDDEN_METRICS and not k.startswith("event_")}
     preferred = [n for n in ("train_loss", "valid_loss") if n in names]
     return preferred + sorted(names - set(preferred))
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``1300`` -> ``'1.3 kB'``."""
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -79,7 +80,7 @@ def _table(manifest: Manifest, rows: list[dict[str, Any]]) -> str:
         written = datetime.datetime.fromtimestamp(row["time"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         values = [f"{row['metrics'][m]:.4f}" if isinstance(row["metrics"].get(m), float)
                   else str(row["metrics"].get(m, "")) for m in metrics]
-        body.append([str(row["version"]), str(row["epoch"]), *values, _size(row["size"]), written, marks, check])
+        body.append([str(row["version"]), str(row["epoch"]), *values, human_size(row["size"]), written, marks, check])
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths)),
              "  ".join("-" * w for w in widths)]
@@ -137,7 +138,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 bad += 1
                 print(f"DAMAGED  {name}: {'; '.join(problems)}")
             else:
-                print(f"ok       {name}: {len(version.files)} files, {_size(version.size)}")
+                print(f"ok       {name}: {len(version.files)} files, {human_size(version.size)}")
     print(f"{bad} damaged version(s)" if bad else "all versions intact")
     return 1 if bad else 0
 

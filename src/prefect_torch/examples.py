@@ -8,8 +8,13 @@ Linear(in_features=10, out_features=20, bias=True)
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from torch import nn
+
+if TYPE_CHECKING:
+    from .classifier import NeuralNetClassifier
 
 
 def make_data(n_samples: int = 1000, n_features: int = 10, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,3 +37,10 @@ class MyModule(nn.Sequential):
             nn.Linear(10, 2),
             nn.Softmax(dim=-1),
         )
+
+
+def make_net(max_epochs: int = 10, lr: float = 0.1, num_units: int = 10, verbose: int = 1) -> "NeuralNetClassifier":
+    """The README's classifier, unfitted: what ``train_flow(net_factory='prefect_torch.examples:make_net')`` builds."""
+    from . import NeuralNetClassifier
+
+    return NeuralNetClassifier(MyModule, module__num_units=num_units, max_epochs=max_epochs, lr=lr, verbose=verbose)

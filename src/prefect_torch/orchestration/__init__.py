@@ -1,0 +1,24 @@
+"""Training as Prefect flows: epochs as task runs, checkpoints in the flow's result and the UI,
+and runs that resume by themselves after a failure, a retry or a crash.
+
+>>> from prefect import flow
+>>> from prefect_torch import NeuralNetClassifier
+>>> from prefect_torch.callbacks import Checkpoint
+>>> from prefect_torch.examples import MyModule, make_data
+>>> from prefect_torch.orchestration import fit_in_flow
+>>> @flow(retries=1)
+... def nightly() -> dict:
+...     net = NeuralNetClassifier(MyModule, max_epochs=20,
+...                               callbacks=[Checkpoint(monitor=None, dirname="checkpoints/nightly")])
+...     return fit_in_flow(net, *make_data(), experiment="nightly", task_retries=2)
+>>> nightly()["epoch"]    # doctest: +SKIP
+20
+
+The ready-made, deployable flow is :func:`train_flow` (see ``deploy/prefect.yaml``). This is the
+only part of prefect-torch that imports Prefect.
+"""
+from .fencing import ResumeLimitError
+from .fit import fit_in_flow
+from .flows import train_flow
+
+__all__ = ["fit_in_flow", "train_flow", "ResumeLimitError"]

@@ -1,0 +1,151 @@
+"""Checkpoints in the Prefect UI: a table, a markdown summary with links, and a progress bar.
+
+Each is created once per training run under a key of the experiment (``<slug>-checkpoints``,
+``<slug>-latest``, ``<slug>-progress``), so the flow run's Artifacts tab shows this run's three
+and the Artifacts page shows each experiment's latest. They are then updated in place, on a
+helper thread that sends only the newest state, at most once per ``min_interval`` seconds:
+a slow API never slows training down, and a failing one only logs a warning.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import math
+import threading
+import time
+from typing import Any, cast
+from uuid import UUID
+
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
+
+from ..checkpoint import CheckpointStore, Manifest
+from .records import checkpoint_record, checkpoint_rows, location_link
+
+log = logging.getLogger("prefect_torch.orchestration")
+
+
+def table_description(experiment: str, url: str) -> str:
+    return (f"Checkpoints of experiment **{experiment}** in `{url}`, one row per committed version "
+            "kept there (oldest first). *current* is what a resumed run loads, *best* the version "
+            "with the best validation score; sha256 is the first 16 hex digits of the weights file's hash.")
+
+
+def summary_markdown(experiment: str, store: CheckpointStore, manifest: Manifest | None, epoch: int,
+                     target: int) -> str:
+    """The experiment's state for people: where the checkpoints are, the current and best
+    versions with links to their files, and how to check or resume them."""
+    url = store.url
+    lines = [f"# Experiment `{experiment}`", "",
+             f"Trained **{epoch}** of {target} epochs. Checkpoints: [{url}]({location_link(url)})", ""]
+    for which in ("current", "best"):
+        record = checkpoint_record(store, manifest, which)
+        version = manifest.version(getattr(manifest, which)) if manifest else None
+        if record is None or version is None:
+            continue
+        metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(record["metrics"].items()))
+        lines += [f"## {which.capitalize()}: epoch {record['epoch']} (version {record['version']})", "",
+                  f"{metrics}  ", f"sha256 of the weights: `{record['sha256']}`", ""]
+        lines += [f"- [{name}]({location_link(store.file_url(version, name))})" for name in version.files]
+        lines.append("")
+    if manifest is None or not manifest.versions:
+        lines.append("No checkpoint committed yet.")
+    lines += ["", f"Check the files: `prefect-torch verify {url}`. A re-run of this flow with the same "
+              "experiment resumes from the current version."]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+class ArtifactPublisher:
+    """Creates the three artifacts of one training run and keeps them up to date."""
+
+    def __init__(self, experiment: str, key: str, store: CheckpointStore, min_interval: float = 1.0):
+        self.experiment, self.key, self.store, self.min_interval = experiment, key, store, min_interval
+        self._ids: dict[str, UUID] = {}
+        self._pending: dict[str, Any] | None = None
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self, manifest: Manifest | None, epoch: int, target: int) -> None:
+        """Create the artifacts (in the flow run's context, which they are attached to)."""
+        url = self.store.url
+        self._ids["table"] = cast(UUID, create_table_artifact(
+            checkpoint_rows(self.store, manifest), key=f"{self.key}-checkpoints",
+            description=table_description(self.experiment, url)))
+        self._ids["markdown"] = cast(UUID, create_markdown_artifact(
+            summary_markdown(self.experiment, self.store, manifest, epoch, target), key=f"{self.key}-latest",
+            description=f"Current and best checkpoint of experiment {self.experiment}, with links to the files"))
+        self._ids["progress"] = cast(UUID, create_progress_artifact(
+            _percent(epoch, target), key=f"{self.key}-progress",
+            description=f"Epochs of experiment {self.experiment} trained, of {target}"))
+        context = contextvars.copy_context()  # the API settings of this run
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), daemon=True,
+                                        name=f"prefect-torch-artifacts-{self.key}")
+        self._thread.start()
+
+    def update(self, manifest: Manifest | None, epoch: int, target: int) -> None:
+        """Show this state soon (replacing any state not sent yet)."""
+        with self._wake:
+            self._pending = {"manifest": manifest, "epoch": epoch, "target": target}
+            self._wake.notify()
+
+    def close(self, manifest: Manifest | None = None, epoch: int | None = None, target: int | None = None) -> None:
+        """Send the final state (if given), then stop the helper thread."""
+        if epoch is not None:
+            self.update(manifest, epoch, target or epoch)
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        last_sent_manifest: bytes | None = None
+        with get_client(sync_client=True) as client:
+            while True:
+                with self._wake:
+                    while self._pending is None and not self._closing:
+                        self._wake.wait()
+                    state, self._pending = self._pending, None
+                    closing = self._closing
+                if state is not None:
+                    started = time.monotonic()
+                    last_sent_manifest = self._send(client, state, last_sent_manifest)
+                    if not closing:  # coalesce what arrives meanwhile
+                        time.sleep(max(0.0, self.min_interval - (time.monotonic() - started)))
+                elif closing:
+                    return
+
+    def _send(self, client: Any, state: dict[str, Any], last_manifest: bytes | None) -> bytes | None:
+        manifest, epoch, target = state["manifest"], state["epoch"], state["target"]
+        raw = manifest.to_json() if manifest is not None else None
+        try:
+            client.update_artifact(self._ids["progress"], ArtifactUpdate(data=_percent(epoch, target)))
+            if raw != last_manifest or epoch == target:
+                rows = checkpoint_rows(self.store, manifest)
+                client.update_artifact(self._ids["table"], ArtifactUpdate(data=json.dumps(_no_nan(rows))))
+                client.update_artifact(self._ids["markdown"], ArtifactUpdate(
+                    data=summary_markdown(self.experiment, self.store, manifest, epoch, target)))
+            return raw
+        except Exception as error:  # the UI mirror must never stop training
+            log.warning("could not update the artifacts of experiment %s: %s: %s",
+                        self.experiment, type(error).__name__, error)
+            return last_manifest
+
+
+def _percent(epoch: int, target: int) -> float:
+    return 100.0 if target <= 0 else round(100.0 * min(epoch, target) / target, 1)
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value

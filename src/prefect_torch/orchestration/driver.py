@@ -1,0 +1,139 @@
+"""Epochs as Prefect task runs: the driver that ``fit_in_flow`` installs in the net's fit loop.
+
+Each task run trains one epoch (``epoch-7``) or a few (``epochs-7-9``); the Checkpoint callback
+commits inside it, and it returns a small record: the epochs, their last metrics and the current
+checkpoint (version, uri, sha256), never the net. Epoch tasks use no Prefect cache: the default
+policy would hash (cloudpickle) the net on every call, and a cached epoch would skip training.
+
+A task that fails after training began left half-updated weights in memory; its retry first puts
+the net back to the last commit (or, before any, to the state the run started from), so retries
+end exactly where an undisturbed run would.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from .. import train_state
+from ..callbacks.checkpoint import load_checkpoint
+from ..checkpoint import CheckpointStore
+from .artifacts import ArtifactPublisher
+from .fencing import claim_check
+from .records import checkpoint_record
+
+AUTO_OVERHEAD = 0.05  # with epochs_per_task="auto", Prefect's share of the time to aim for
+MAX_TASK_SECONDS = 60.0  # ...and the longest a task may run, so the UI keeps moving
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="{name}")
+def train_epochs(name: str, run: "EpochRun", last: int) -> dict[str, Any]:
+    """Train ``run``'s net through epoch ``last`` (a Prefect task; see the module docstring)."""
+    return run.train_through(last)
+
+
+class EpochRun:
+    """The state of one fit driven as tasks: what a retry restores, what records report."""
+
+    def __init__(self, net: Any, one_epoch: Callable[[], None], checkpoint: Any, store: CheckpointStore,
+                 start: dict | None):
+        self.net, self.one_epoch, self.checkpoint, self.store = net, one_epoch, checkpoint, store
+        self.start = start  # snapshot to restore before anything of this run is committed
+        self.interrupted = False  # the last task ended with an exception
+
+    def train_through(self, last: int) -> dict[str, Any]:
+        net = self.net
+        if self.interrupted:
+            self.restore()
+        self.interrupted = True
+        first, began, stopped = len(net.history) + 1, time.perf_counter(), False
+        try:
+            while len(net.history) < last:
+                self.one_epoch()
+        except KeyboardInterrupt:  # EarlyStopping (or Ctrl+C): training ends, the net is kept
+            stopped = True
+        self.interrupted = False
+        seconds = time.perf_counter() - began
+        manifest = self.store.read_manifest()
+        current = checkpoint_record(self.store, manifest)
+        newest = manifest.version(manifest.current) if manifest else None
+        if newest is not None and newest.writer.get("session") == self.store.writer.get("session"):
+            self.start = None  # this run's own commit is the restore point from now on
+        row = net.history[-1] if len(net.history) else {}
+        return {"epochs": [first, len(net.history)], "seconds": round(seconds, 6), "stopped": stopped,
+                "metrics": {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                "checkpoint": current}
+
+    def restore(self) -> None:
+        """Undo a failed task: back to the last commit, or to the start before there is one."""
+        self.checkpoint.wait()
+        if self.start is not None:
+            train_state.restore_snapshot(self.net, self.start)
+            return
+        state = load_checkpoint(self.net, self.checkpoint)
+        if state:
+            train_state.restore(self.net, state)
+
+
+class TaskDriver:
+    """Drives a fit's epochs as :func:`train_epochs` task runs (an ``epochs.EpochDriver``)."""
+
+    def __init__(self, checkpoint: Any, label: dict[str, Any], key: str, epochs_per_task: int | str = 1,
+                 task_retries: int = 0, retry_delay_seconds: float = 0, max_resumes: int = 3,
+                 stop_at: int | None = None, artifacts: bool = True):
+        if epochs_per_task != "auto" and not (isinstance(epochs_per_task, int) and epochs_per_task >= 1):
+            raise ValueError(f"epochs_per_task={epochs_per_task!r}: use a whole number >= 1, or 'auto' to "
+                             "group short epochs so Prefect's per-task cost stays small")
+        self.checkpoint, self.label, self.key = checkpoint, label, key
+        self.epochs_per_task, self.task_retries, self.retry_delay_seconds = epochs_per_task, task_retries, retry_delay_seconds
+        self.max_resumes, self.stop_at, self.artifacts = max_resumes, stop_at, artifacts
+        self.records: list[dict[str, Any]] = []
+        self.target: int | None = None
+        self.task_sizes: list[int] = []
+
+    def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
+        store = self.checkpoint.store()
+        start_epoch = len(net.history)
+        target = start_epoch + epochs if self.stop_at is None else min(start_epoch + epochs, self.stop_at)
+        self.target = target
+        before = store.claim({**self.label, "target": target}, claim_check(self.label, self.max_resumes))
+        loaded = before.version(before.current)
+        start = None if loaded is not None and loaded.epoch == start_epoch else train_state.snapshot(net)
+        run = EpochRun(net, one_epoch, self.checkpoint, store, start)
+        publisher = ArtifactPublisher(self.label["experiment"], self.key, store) if self.artifacts else None
+        if publisher is not None:
+            publisher.start(before if before.versions else None, start_epoch, target)
+        task_fn = train_epochs.with_options(retries=self.task_retries, retry_delay_seconds=self.retry_delay_seconds)
+        size = self.epochs_per_task if isinstance(self.epochs_per_task, int) else 1
+        try:
+            while len(net.history) < target:
+                first = len(net.history) + 1
+                last = min(target, first + size - 1)
+                name = f"epoch-{first}" if first == last else f"epochs-{first}-{last}"
+                began = time.perf_counter()
+                record = task_fn(name, run, last)
+                self.records.append(record)
+                self.task_sizes.append(last - first + 1)
+                if publisher is not None:
+                    publisher.update(store.read_manifest(), len(net.history), target)
+                if record["stopped"]:
+                    raise KeyboardInterrupt
+                if self.epochs_per_task == "auto":
+                    size = auto_size(record, time.perf_counter() - began)
+        finally:
+            if publisher is not None:
+                self.checkpoint.wait()
+                publisher.close(store.read_manifest(), len(net.history), target)
+
+
+def auto_size(record: dict[str, Any], wall: float) -> int:
+    """Epochs per task so that Prefect's part (``wall`` minus training) stays near AUTO_OVERHEAD."""
+    first, last = record["epochs"]
+    count = max(1, last - first + 1)
+    per_epoch = max(record["seconds"] / count, 1e-6)
+    overhead = max(wall - record["seconds"], 0.0)
+    wanted = math.ceil(overhead / (AUTO_OVERHEAD * per_epoch))
+    return max(1, min(wanted, int(MAX_TASK_SECONDS / per_epoch) or 1))

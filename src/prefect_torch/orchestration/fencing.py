@@ -1,0 +1,116 @@
+"""One live training per experiment: who may claim a checkpoint directory, and when to give up.
+
+Before its first epoch a training run claims the directory (see
+:meth:`prefect_torch.checkpoint.CheckpointStore.claim`); the manifest then names its flow run
+and attempt (``run_count``). The rules, checked under the directory's lock:
+
+- an older attempt of the same flow run never takes over from a newer one (Prefect may start a
+  crashed run twice: the older one stops, without committing);
+- another flow run's claim blocks only while that run is alive: not finished, not in a final
+  state in Prefect, and, on this host, its process still exists;
+- ``max_resumes`` attempts in a row that started from the same checkpoint and never finished
+  mean a crash loop: the next one refuses to start.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Callable
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+
+from ..checkpoint import CheckpointConflictError, Manifest
+
+_FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+class ResumeLimitError(RuntimeError):
+    """An experiment's runs keep failing from the same checkpoint; automatic resumes stop."""
+
+
+def attempt_label(experiment: str) -> dict[str, Any]:
+    """This flow run and attempt, as recorded in the manifest by its claim."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise RuntimeError("fit_in_flow runs inside a Prefect flow: call it from a function decorated "
+                           "with @flow (outside flows, call net.fit)")
+    run = context.flow_run
+    return {"experiment": experiment, "flow_run_id": str(run.id), "flow_run_name": run.name,
+            "run_count": run.run_count}
+
+
+def claim_check(label: dict[str, Any], max_resumes: int,
+                is_alive: Callable[[dict[str, Any]], str | None] | None = None) -> Callable[[Manifest], None]:
+    """The check :meth:`CheckpointStore.claim` runs for ``label`` (see the module's rules)."""
+    is_alive = is_alive or claimant_alive
+
+    def check(manifest: Manifest) -> None:
+        holder = manifest.claims[-1] if manifest.claims else None
+        if holder is not None and not holder.get("finished"):
+            if holder.get("flow_run_id") == label["flow_run_id"]:
+                if holder.get("run_count", 0) > label["run_count"]:
+                    raise CheckpointConflictError(
+                        f"experiment {label['experiment']!r}: attempt {label['run_count']} of flow run "
+                        f"{label['flow_run_name']!r} stops: attempt {holder['run_count']} of the same run "
+                        "already took over its checkpoints (Prefect started this run twice). Nothing was "
+                        "committed by this attempt.")
+            else:
+                alive = is_alive(holder)
+                if alive:
+                    raise CheckpointConflictError(
+                        f"experiment {label['experiment']!r} is being trained by {alive}; two runs must not "
+                        "write the same checkpoints. Wait for that run to end (a deployment with "
+                        "concurrency_limit 1 queues runs for you), cancel it, or give this run another "
+                        "experiment/checkpoint directory.")
+        stuck = _attempts_without_progress(manifest)
+        if len(stuck) > max_resumes:
+            runs = ", ".join(sorted({str(c.get("flow_run_name") or c.get("flow_run_id")) for c in stuck}))
+            raise ResumeLimitError(
+                f"experiment {label['experiment']!r}: {len(stuck)} attempts in a row started from epoch "
+                f"{manifest.current_epoch} and never finished (flow runs {runs}); it looks like a crash loop, "
+                f"so it is not resumed again (max_resumes={max_resumes}). Read those runs' logs, fix the "
+                "cause, then run again with a higher max_resumes.")
+
+    return check
+
+
+def _attempts_without_progress(manifest: Manifest) -> list[dict[str, Any]]:
+    """The newest claims, in a row, that began at the current epoch and never finished."""
+    stuck = []
+    for claim in reversed(manifest.claims):
+        if claim.get("finished") or claim.get("epoch") != manifest.current_epoch:
+            break
+        stuck.append(claim)
+    return stuck
+
+
+def claimant_alive(claim: dict[str, Any]) -> str | None:
+    """Who holds ``claim`` if they may still be training, else ``None``."""
+    if claim.get("host") == platform.node() and not _process_exists(claim.get("pid")):
+        return None
+    run_id = claim.get("flow_run_id")
+    if run_id:
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(run_id)
+        except Exception:  # another server, or gone: only the process check above can tell
+            run = None
+        if run is not None:
+            state = run.state.type.value if run.state else "UNKNOWN"
+            if state in _FINAL_STATES or run.run_count > claim.get("run_count", 0):
+                return None
+            return f"flow run {run.name!r} ({run_id}, attempt {claim.get('run_count')}, state {state})"
+    return f"process {claim.get('pid')} on host {claim.get('host')}"
+
+
+def _process_exists(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

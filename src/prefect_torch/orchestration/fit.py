@@ -1,0 +1,131 @@
+"""``fit_in_flow``: train a net inside a Prefect flow, epochs as task runs, resuming by itself."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+from ..epochs import driving_epochs
+from .driver import TaskDriver
+from .fencing import attempt_label
+from .logs import print_log_to_run_logs
+from .records import checkpoint_record, slug
+
+RESUME_POLICIES = ("latest", "extend", "never")
+
+
+def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
+                checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
+                retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
+                **fit_params: Any) -> dict[str, Any]:
+    """Fit ``net`` in the running Prefect flow: each epoch (or ``epochs_per_task`` of them) is a
+    task run, the net's :class:`~prefect_torch.callbacks.Checkpoint` commits inside it, and the
+    run resumes from the last commit after a failure, a retry or a crash.
+
+    - ``experiment``: the stable name of this training across runs and attempts (default: the
+      checkpoint directory's name); artifacts are keyed by it.
+    - ``resume``: ``"latest"`` continues from the current checkpoint up to ``max_epochs`` in all
+      (a finished experiment does nothing), ``"extend"`` trains ``max_epochs`` more, ``"never"``
+      starts over (an attempt of the same flow run still resumes its own progress). ``None``
+      keeps the net's own :class:`~prefect_torch.callbacks.LoadInitState`, or acts as
+      ``"latest"`` if it has none. The net's callbacks are set accordingly.
+    - ``task_retries``: retries of a failed epoch task, each restoring the last commit first.
+    - ``max_resumes``: attempts in a row that may start from the same checkpoint and fail
+      before the experiment is considered stuck.
+    - ``artifacts``: the checkpoints table, summary and progress in the Prefect UI.
+
+    Returns the training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
+    ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size, metrics),
+    ``flow_run_id``, ``attempt``, ``tasks``.
+
+    >>> from prefect import flow
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> @flow
+    ... def train(dirname: str) -> dict:
+    ...     net = NeuralNetClassifier(MyModule, max_epochs=5, callbacks=[Checkpoint(monitor=None, dirname=dirname)])
+    ...     return fit_in_flow(net, *make_data(), experiment="demo")
+    >>> train("checkpoints/demo")["current"]["epoch"]    # doctest: +SKIP
+    5
+    """
+    if resume is not None and resume not in RESUME_POLICIES:
+        raise ValueError(f"resume={resume!r}: use one of {', '.join(map(repr, RESUME_POLICIES))}, or None")
+    checkpoint = checkpoint or find_checkpoint(net)
+    experiment = experiment or default_experiment(checkpoint)
+    label = attempt_label(experiment)
+    store = checkpoint.store()
+    manifest = store.read_manifest()
+    stop_at = earlier_attempt_target(manifest, label)
+    use_resume_policy(net, checkpoint, "latest" if resume == "never" and stop_at is not None else resume)
+    driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
+                        task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
+                        max_resumes=max_resumes, stop_at=stop_at, artifacts=artifacts)
+    with driving_epochs(driver), print_log_to_run_logs(net):
+        net.fit(X, y, **fit_params)
+    store = checkpoint.store()
+    store.release()
+    manifest = store.read_manifest()
+    trained = [r["epochs"] for r in driver.records if r["epochs"][1] >= r["epochs"][0]]
+    return {
+        "experiment": experiment,
+        "checkpoint_dir": store.url,
+        "epoch": len(net.history),
+        "trained_epochs": [trained[0][0], trained[-1][1]] if trained else [],
+        "current": checkpoint_record(store, manifest),
+        "best": checkpoint_record(store, manifest, "best"),
+        "flow_run_id": label["flow_run_id"],
+        "attempt": label["run_count"],
+        "tasks": len(driver.records),
+    }
+
+
+def find_checkpoint(net: Any) -> Checkpoint:
+    """The net's :class:`Checkpoint` that writes a versioned directory (the one a
+    :class:`LoadInitState` loads, if there are several)."""
+    callbacks = [cb for _, cb in net._named_callbacks() if not isinstance(cb, type)]
+    found = [cb for cb in callbacks if isinstance(cb, Checkpoint) and cb.uses_store()]
+    loaded = [cb.checkpoint for cb in callbacks if isinstance(cb, LoadInitState)]
+    preferred = [cb for cb in found if any(cb is other for other in loaded)]
+    if len(preferred) == 1 or len(found) == 1:
+        return (preferred or found)[0]
+    if not found:
+        hint = (" (a TrainEndCheckpoint saves only when training ends, too late to resume from)"
+                if any(isinstance(cb, TrainEndCheckpoint) for cb in callbacks) else "")
+        raise ValueError("fit_in_flow needs the net to checkpoint as it trains: add "
+                         "Checkpoint(monitor=None, dirname=...) to its callbacks, so a resumed run loses at "
+                         f"most one epoch{hint}")
+    raise ValueError(f"the net has {len(found)} Checkpoint callbacks; pass the one to resume from as "
+                     "fit_in_flow(..., checkpoint=...)")
+
+
+def default_experiment(checkpoint: Checkpoint) -> str:
+    """The checkpoint directory's name (and ``fn_prefix``), e.g. ``'exp1'`` for ``dirname='runs/exp1'``."""
+    dirname = os.fspath(checkpoint.dirname or ".").rstrip("/")
+    name = os.path.basename(dirname if "://" in dirname else os.path.abspath(dirname))
+    return f"{name}-{checkpoint.fn_prefix.strip('_-')}" if checkpoint.fn_prefix.strip("_-") else name
+
+
+def earlier_attempt_target(manifest: Any, label: dict[str, Any]) -> int | None:
+    """The epoch an earlier attempt of this same flow run trained towards (it finishes that, no more)."""
+    for claim in reversed(getattr(manifest, "claims", None) or []):
+        if claim.get("flow_run_id") == label["flow_run_id"] and claim.get("run_count", 0) < label["run_count"]:
+            return claim.get("target")
+    return None
+
+
+def use_resume_policy(net: Any, checkpoint: Checkpoint, resume: str | None) -> None:
+    """Make the net's :class:`LoadInitState` for ``checkpoint`` follow ``resume`` (see :func:`fit_in_flow`)."""
+    entries = list(net.callbacks) if isinstance(net.callbacks, (list, tuple)) else []
+
+    def loads_checkpoint(entry: Any) -> bool:
+        cb = entry[1] if isinstance(entry, tuple) else entry
+        return isinstance(cb, LoadInitState) and cb.checkpoint is checkpoint
+
+    ours = [i for i, entry in enumerate(entries) if loads_checkpoint(entry)]
+    if resume is None and ours:
+        return
+    kept = [entry for entry in entries if not loads_checkpoint(entry)]
+    if resume != "never":
+        kept.append(("resume", LoadInitState(checkpoint, until_max_epochs=resume != "extend")))
+    if [id(e) for e in kept] != [id(e) for e in entries]:
+        net.set_params(callbacks=kept)

@@ -1,0 +1,77 @@
+"""Small, JSON-able records of checkpoints: what task results, flow results and artifacts show.
+
+>>> import tempfile, torch
+>>> from prefect_torch.checkpoint import CheckpointStore, PendingFile
+>>> store = CheckpointStore(tempfile.mkdtemp())
+>>> _ = store.commit([PendingFile("params.pt", "f_params", lambda f: torch.save({}, f))], epoch=3,
+...                  metrics={"valid_loss": 0.5})
+>>> record = checkpoint_record(store, store.read_manifest())
+>>> record["epoch"], record["version"], len(record["sha256"]), record["metrics"]
+(3, 1, 64, {'valid_loss': 0.5})
+>>> slug("My Experiment_1")
+'my-experiment-1'
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ..checkpoint import CheckpointStore, Manifest
+from ..cli import HIDDEN_METRICS, describe, human_size
+
+
+def slug(text: str) -> str:
+    """``text`` as a Prefect artifact key: lower case letters, digits and dashes."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not cleaned:
+        raise ValueError(f"experiment {text!r} has no letters or digits; name it e.g. 'mnist-small'")
+    return cleaned
+
+
+def location_link(url: str) -> str:
+    """A link a browser understands: ``file://`` for local paths, the URL itself otherwise."""
+    return url if "://" in url else "file://" + os.path.abspath(url)
+
+
+def checkpoint_record(store: CheckpointStore, manifest: Manifest | None, which: str = "current") -> dict | None:
+    """The ``current`` or ``best`` version as a record: version, epoch, uri (its folder), sha256
+    (of its weights file), size in bytes and metrics; ``None`` when there is none."""
+    version = manifest.version(getattr(manifest, which)) if manifest else None
+    if version is None:
+        return None
+    weights = version.name_of("f_params") or next(iter(version.files), None)
+    return {
+        "version": version.id,
+        "epoch": version.epoch,
+        "uri": store.location.url(version.folder),
+        "sha256": version.files[weights].sha256 if weights else None,
+        "size": version.size,
+        "metrics": {k: v for k, v in version.metrics.items() if k not in HIDDEN_METRICS and not k.startswith("event_")},
+    }
+
+
+def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[dict[str, Any]]:
+    """One table row per committed version, oldest first: epoch, metrics, current/best marks,
+    size, sha256 of the weights and the folder's uri."""
+    if manifest is None:
+        return []
+    rows = []
+    for entry in describe(store, manifest, verify=False):
+        version = manifest.version(entry["version"])
+        assert version is not None
+        weights = version.name_of("f_params") or next(iter(version.files), "")
+        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in entry["metrics"].items()
+                   if k not in HIDDEN_METRICS and not k.startswith("event_")}
+        rows.append({
+            "epoch": entry["epoch"],
+            **metrics,
+            "current": "current" if entry["current"] else "",
+            "best": "best" if entry["best"] else "",
+            "size": human_size(entry["size"]),
+            "sha256": version.files[weights].sha256[:16] if weights else "",
+            "uri": location_link(entry["folder"]),
+            "version": entry["version"],
+        })
+    return rows
+
