@@ -1,42 +1,67 @@
-"""Train the README's example classifier with checkpoints, resuming where the last run stopped.
+"""The "Saving and Loading" guide's scenario as a Prefect flow: train the README's classifier with
+Checkpoint + TrainEndCheckpoint + LoadInitState, each epoch a task run, resuming where the last run
+stopped.
 
-    python flows/train_example.py                    # trains epochs 1-10, a checkpoint after each
-    python flows/train_example.py --max-epochs 15    # a re-run continues with epochs 11-15
+    python flows/train_example.py                    # epochs 1-10, a committed checkpoint after each
+    python flows/train_example.py                    # again: all 10 epochs are done, nothing to train
+    python flows/train_example.py --max-epochs 15 --lr 0.1   # resumes at 11 with the lower lr
     prefect-torch checkpoints checkpoints/example    # the committed versions, verified
 
-Kill it at any moment (Ctrl+C, kill -9): the next run resumes from the last committed epoch
-and ends with the same weights as an uninterrupted run.
+Kill it at any moment (Ctrl+C, kill -9): the next run resumes from the last committed epoch and ends
+with the same weights as an uninterrupted run. A failing epoch is retried from the last commit
+(``task_retries``), a failing flow run once more (``retries=1``). It needs a Prefect API:
+``bash scripts/demo.sh`` starts a local server (UI at http://127.0.0.1:4200) when none is configured.
 """
 import argparse
+import os
 import shutil
 
-import torch
+# one line per epoch is the table's job: keep Prefect's "task run finished" lines out of the console
+os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
 
-from prefect_torch import NeuralNetClassifier, cli
-from prefect_torch.callbacks import Checkpoint, LoadInitState
-from prefect_torch.examples import MyModule, make_data
+import torch  # noqa: E402
+from prefect import flow, runtime  # noqa: E402
+from prefect.settings import PREFECT_UI_URL  # noqa: E402
+
+from prefect_torch import NeuralNetClassifier, cli  # noqa: E402
+from prefect_torch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint  # noqa: E402
+from prefect_torch.examples import MyModule, make_data  # noqa: E402
+from prefect_torch.orchestration import fit_in_flow  # noqa: E402
+
+
+@flow(name="train-example", retries=1)
+def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr: float = 0.5) -> dict:
+    """Train (or resume training) the example classifier into ``dirname``; returns the training record."""
+    torch.manual_seed(0)
+    X, y = make_data()
+    cp = Checkpoint(monitor=None, dirname=dirname)
+    train_end_cp = TrainEndCheckpoint(dirname=dirname)
+    load_state = LoadInitState(cp, until_max_epochs=True)
+    net = NeuralNetClassifier(MyModule, lr=lr, max_epochs=max_epochs, callbacks=[cp, train_end_cp, load_state])
+    record = fit_in_flow(net, X, y, experiment="example", task_retries=1)
+    if not record["trained_epochs"]:
+        print(f"already trained to epoch {record['epoch']} in {dirname}; raise --max-epochs to go on")
+    elif load_state.loaded_epoch_:
+        print(f"\nresumed after epoch {load_state.loaded_epoch_} from {dirname}")
+    print(f"training accuracy: {net.score(X, y):.4f}")
+    ui = PREFECT_UI_URL.value()
+    if ui:
+        print(f"\nthis run in the Prefect UI:  {ui}/runs/flow-run/{runtime.flow_run.id}\n"
+              f"its checkpoints:              {ui}/artifacts/key/example-checkpoints")
+    return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dirname", default="checkpoints/example", help="checkpoint folder or fsspec URL")
     parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.5, help="a changed lr takes effect when resuming")
     parser.add_argument("--fresh", action="store_true", help="delete the checkpoints first")
     args = parser.parse_args()
     if args.fresh:
         shutil.rmtree(args.dirname, ignore_errors=True)
-
-    torch.manual_seed(0)
-    X, y = make_data()
-    checkpoint = Checkpoint(monitor=None, dirname=args.dirname)
-    resume = LoadInitState(checkpoint, until_max_epochs=True)
-    net = NeuralNetClassifier(MyModule, lr=0.5, max_epochs=args.max_epochs, callbacks=[checkpoint, resume])
-    net.fit(X, y)
-    if resume.loaded_epoch_ == len(net.history):
-        print(f"already trained to epoch {resume.loaded_epoch_} in {args.dirname}; raise --max-epochs to go on")
-    elif resume.loaded_epoch_:
-        print(f"\nresumed after epoch {resume.loaded_epoch_} from {args.dirname}")
-    print(f"training accuracy: {net.score(X, y):.4f}\n\ncommitted checkpoints (prefect-torch checkpoints {args.dirname}):")
+    train_example(args.dirname, args.max_epochs, args.lr)
+    print(f"\ncommitted checkpoints (prefect-torch checkpoints {args.dirname}):")
     cli.main(["checkpoints", args.dirname, "--prefix", ""])
 
 

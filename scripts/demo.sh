@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job: train the README's example classifier with a checkpoint after each epoch;
-# a re-run resumes where the last one stopped (--max-epochs N, --fresh).
+# The main job: train the README's example classifier as a Prefect flow, each epoch a task run with a
+# committed checkpoint; a re-run resumes where the last one stopped (--max-epochs N, --lr, --fresh).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup.sh"
 cd "$repo"
+source "$repo/scripts/prefect_server.sh"
 python flows/train_example.py "$@"
