@@ -20,16 +20,23 @@ from prefect.cache_policies import NO_CACHE
 
 from .. import train_state
 from ..callbacks.checkpoint import load_checkpoint
-from ..checkpoint import CheckpointStore
+from ..checkpoint import CheckpointConflictError, CheckpointStore
 from .artifacts import ArtifactPublisher
-from .fencing import claim_check
+from .fencing import ResumeLimitError, claim_check
 from .records import checkpoint_record
 
 AUTO_OVERHEAD = 0.05  # with epochs_per_task="auto", Prefect's share of the time to aim for
 MAX_TASK_SECONDS = 60.0  # ...and the longest a task may run, so the UI keeps moving
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="{name}")
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed epoch task, unless it failed because another run took the checkpoints over
+    (or an experiment is stuck): that does not get better by retrying."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return not isinstance(error, (CheckpointConflictError, ResumeLimitError))
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="{name}", retry_condition_fn=worth_retrying)
 def train_epochs(name: str, run: "EpochRun", last: int) -> dict[str, Any]:
     """Train ``run``'s net through epoch ``last`` (a Prefect task; see the module docstring)."""
     return run.train_through(last)
