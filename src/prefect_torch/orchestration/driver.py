@@ -142,5 +142,5 @@ def auto_size(record: dict[str, Any], wall: float) -> int:
     count = max(1, last - first + 1)
     per_epoch = max(record["seconds"] / count, 1e-6)
     overhead = max(wall - record["seconds"], 0.0)
-    wanted = math.ceil(overhead / (AUTO_OVERHEAD * per_epoch))
+    wanted = math.ceil(round(overhead / (AUTO_OVERHEAD * per_epoch), 6))
     return max(1, min(wanted, int(MAX_TASK_SECONDS / per_epoch) or 1))
