@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from ..checkpoint import CheckpointStore, Manifest
-from .records import checkpoint_record, checkpoint_rows, location_link
+from .records import checkpoint_record, checkpoint_rows, markdown_location
 
 log = logging.getLogger("prefect_torch.orchestration")
 
@@ -39,16 +39,18 @@ def summary_markdown(experiment: str, store: CheckpointStore, manifest: Manifest
     versions with links to their files, and how to check or resume them."""
     url = store.url
     lines = [f"# Experiment `{experiment}`", "",
-             f"Trained **{epoch}** of {target} epochs. Checkpoints: [{url}]({location_link(url)})", ""]
+             f"Trained **{epoch}** of {target} epochs. Checkpoints: {markdown_location(url)}", ""]
+    same = manifest is not None and manifest.best == manifest.current
     for which in ("current", "best"):
         record = checkpoint_record(store, manifest, which)
         version = manifest.version(getattr(manifest, which)) if manifest else None
-        if record is None or version is None:
+        if record is None or version is None or (which == "best" and same):
             continue
+        title = "Current and best" if which == "current" and same else which.capitalize()
         metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(record["metrics"].items()))
-        lines += [f"## {which.capitalize()}: epoch {record['epoch']} (version {record['version']})", "",
+        lines += [f"## {title}: epoch {record['epoch']} (version {record['version']})", "",
                   f"{metrics}  ", f"sha256 of the weights: `{record['sha256']}`", ""]
-        lines += [f"- [{name}]({location_link(store.file_url(version, name))})" for name in version.files]
+        lines += [f"- {name}: {markdown_location(store.file_url(version, name))}" for name in version.files]
         lines.append("")
     if manifest is None or not manifest.versions:
         lines.append("No checkpoint committed yet.")
@@ -80,7 +82,7 @@ class ArtifactPublisher:
             description=table_description(self.experiment, url)))
         self._ids["markdown"] = cast(UUID, create_markdown_artifact(
             summary_markdown(self.experiment, self.store, manifest, epoch, target), key=f"{self.key}-latest",
-            description=f"Current and best checkpoint of experiment {self.experiment}, with links to the files"))
+            description=f"Current and best checkpoint of experiment {self.experiment}, where their files are"))
         self._ids["progress"] = cast(UUID, create_progress_artifact(
             _percent(epoch, target), key=f"{self.key}-progress",
             description=f"Epochs of experiment {self.experiment} trained, of {target}"))

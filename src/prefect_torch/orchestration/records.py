@@ -30,8 +30,14 @@ def slug(text: str) -> str:
 
 
 def location_link(url: str) -> str:
-    """A link a browser understands: ``file://`` for local paths, the URL itself otherwise."""
+    """``url`` as a browser would take it: ``file://`` + the absolute path for local paths."""
     return url if "://" in url else "file://" + os.path.abspath(url)
+
+
+def markdown_location(url: str) -> str:
+    """``url`` in markdown: a link when a browser can follow it from the UI (http, https), else
+    code to copy (the UI drops ``file://`` links, and ``s3://`` needs credentials anyway)."""
+    return f"[{url}]({url})" if url.startswith(("http://", "https://")) else f"`{location_link(url)}`"
 
 
 def checkpoint_record(store: CheckpointStore, manifest: Manifest | None, which: str = "current") -> dict | None:
