@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from prefect_server import prefect_server  # noqa: F401  (one real Prefect server per session, on first use)
 from prefect_torch.examples import make_data
 from s3_server import s3_server  # noqa: F401  (one real S3 server per test session, started on first use)
 
