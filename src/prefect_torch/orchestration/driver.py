@@ -23,6 +23,7 @@ from ..callbacks.checkpoint import load_checkpoint
 from ..checkpoint import CheckpointConflictError, CheckpointStore
 from .artifacts import ArtifactPublisher
 from .fencing import ResumeLimitError, claim_check
+from .logs import print_log_to_run_logs
 from .records import checkpoint_record
 
 AUTO_OVERHEAD = 0.05  # with epochs_per_task="auto", Prefect's share of the time to aim for
@@ -115,25 +116,26 @@ class TaskDriver:
             publisher.start(before if before.versions else None, start_epoch, target)
         task_fn = train_epochs.with_options(retries=self.task_retries, retry_delay_seconds=self.retry_delay_seconds)
         size = self.epochs_per_task if isinstance(self.epochs_per_task, int) else 1
-        try:
-            while len(net.history) < target:
-                first = len(net.history) + 1
-                last = min(target, first + size - 1)
-                name = f"epoch-{first}" if first == last else f"epochs-{first}-{last}"
-                began = time.perf_counter()
-                record = task_fn(name, run, last)
-                self.records.append(record)
-                self.task_sizes.append(last - first + 1)
+        with print_log_to_run_logs(net):  # the callbacks exist now: fit initialized them
+            try:
+                while len(net.history) < target:
+                    first = len(net.history) + 1
+                    last = min(target, first + size - 1)
+                    name = f"epoch-{first}" if first == last else f"epochs-{first}-{last}"
+                    began = time.perf_counter()
+                    record = task_fn(name, run, last)
+                    self.records.append(record)
+                    self.task_sizes.append(last - first + 1)
+                    if publisher is not None:
+                        publisher.update(store.read_manifest(), len(net.history), target)
+                    if record["stopped"]:
+                        raise KeyboardInterrupt
+                    if self.epochs_per_task == "auto":
+                        size = auto_size(record, time.perf_counter() - began)
+            finally:
                 if publisher is not None:
-                    publisher.update(store.read_manifest(), len(net.history), target)
-                if record["stopped"]:
-                    raise KeyboardInterrupt
-                if self.epochs_per_task == "auto":
-                    size = auto_size(record, time.perf_counter() - began)
-        finally:
-            if publisher is not None:
-                self.checkpoint.wait()
-                publisher.close(store.read_manifest(), len(net.history), target)
+                    self.checkpoint.wait()
+                    publisher.close(store.read_manifest(), len(net.history), target)
 
 
 def auto_size(record: dict[str, Any], wall: float) -> int:

@@ -8,7 +8,6 @@ from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
 from ..epochs import driving_epochs
 from .driver import TaskDriver
 from .fencing import attempt_label
-from .logs import print_log_to_run_logs
 from .records import checkpoint_record, slug
 
 RESUME_POLICIES = ("latest", "extend", "never")
@@ -60,7 +59,7 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
                         task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
                         max_resumes=max_resumes, stop_at=stop_at, artifacts=artifacts)
-    with driving_epochs(driver), print_log_to_run_logs(net):
+    with driving_epochs(driver):
         net.fit(X, y, **fit_params)
     store = checkpoint.store()
     store.release()
