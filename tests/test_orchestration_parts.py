@@ -124,15 +124,23 @@ def test_attempts_that_never_get_past_the_same_checkpoint_stop_at_max_resumes(tm
     store.begin()
     store.claim(label(run="r0"))
     commit(store, 1)
-    for run in ("r1", "r2", "r3"):  # three attempts start from epoch 1 and crash
+    for run in ("r1", "r2"):  # two resumes start from epoch 1 and crash
         store.claim(label(run=run))
-    check = claim_check(label(run="r4"), max_resumes=3, is_alive=never_alive)
-    check(store.read_manifest())  # r0 made progress; r1..r3 are 3 stuck attempts: still allowed
-    store.claim(label(run="r4"))
-    with pytest.raises(ResumeLimitError, match=r"4 attempts in a row started from epoch 1.*name-r1.*max_resumes=3"):
-        claim_check(label(run="r5"), max_resumes=3, is_alive=never_alive)(store.read_manifest())
+    check = claim_check(label(run="r3"), max_resumes=3, is_alive=never_alive)
+    check(store.read_manifest())  # r0 made progress; r1, r2 are 2 stuck resumes: a third is allowed
+    store.claim(label(run="r3"))
+    with pytest.raises(ResumeLimitError, match=r"3 attempts in a row started from epoch 1.*name-r1.*max_resumes=3"):
+        claim_check(label(run="r4"), max_resumes=3, is_alive=never_alive)(store.read_manifest())
     commit(store, 2)  # progress resets the count
-    claim_check(label(run="r5"), max_resumes=3, is_alive=never_alive)(store.read_manifest())
+    claim_check(label(run="r4"), max_resumes=3, is_alive=never_alive)(store.read_manifest())
+
+
+def test_the_first_attempt_is_not_counted_as_a_resume(tmp_path):
+    manifest = claimed(tmp_path, label(run="r0"), label(run="r1"))  # both crashed before any commit
+    claim_check(label(run="r2"), max_resumes=2, is_alive=never_alive)(manifest)  # r1 was resume 1 of 2
+    manifest = claimed(tmp_path, label(run="r2"))
+    with pytest.raises(ResumeLimitError, match="max_resumes=2"):
+        claim_check(label(run="r3"), max_resumes=2, is_alive=never_alive)(manifest)
 
 
 def test_an_attempt_of_the_same_run_finishes_the_earlier_target(tmp_path):

@@ -117,10 +117,11 @@ class ArtifactPublisher:
                     state, self._pending = self._pending, None
                     closing = self._closing
                 if state is not None:
-                    started = time.monotonic()
+                    next_send = time.monotonic() + self.min_interval
                     last_sent_manifest = self._send(client, state, last_sent_manifest)
-                    if not closing:  # coalesce what arrives meanwhile
-                        time.sleep(max(0.0, self.min_interval - (time.monotonic() - started)))
+                    with self._wake:  # coalesce what arrives meanwhile; closing cuts the wait short
+                        while not self._closing and time.monotonic() < next_send:
+                            self._wake.wait(timeout=next_send - time.monotonic())
                 elif closing:
                     return
 

@@ -8,8 +8,8 @@ and attempt (``run_count``). The rules, checked under the directory's lock:
   crashed run twice: the older one stops, without committing);
 - another flow run's claim blocks only while that run is alive: not finished, not in a final
   state in Prefect, and, on this host, its process still exists;
-- ``max_resumes`` attempts in a row that started from the same checkpoint and never finished
-  mean a crash loop: the next one refuses to start.
+- after ``max_resumes`` resumed attempts in a row that started from the same checkpoint and
+  never finished (a crash loop), the next one refuses to start.
 """
 from __future__ import annotations
 
@@ -64,7 +64,9 @@ def claim_check(label: dict[str, Any], max_resumes: int,
                         "concurrency_limit 1 queues runs for you), cancel it, or give this run another "
                         "experiment/checkpoint directory.")
         stuck = _attempts_without_progress(manifest)
-        if len(stuck) > max_resumes:
+        # the very first attempt of an experiment is a start, not a resume
+        resumes = len(stuck) - (1 if stuck and len(stuck) == len(manifest.claims) else 0)
+        if resumes >= max_resumes:
             runs = ", ".join(sorted({str(c.get("flow_run_name") or c.get("flow_run_id")) for c in stuck}))
             raise ResumeLimitError(
                 f"experiment {label['experiment']!r}: {len(stuck)} attempts in a row started from epoch "

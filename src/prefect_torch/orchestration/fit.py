@@ -55,7 +55,9 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     store = checkpoint.store()
     manifest = store.read_manifest()
     stop_at = earlier_attempt_target(manifest, label)
-    use_resume_policy(net, checkpoint, "latest" if resume == "never" and stop_at is not None else resume)
+    current = manifest.version(manifest.current) if manifest else None
+    own_progress = current is not None and current.writer.get("flow_run_id") == label["flow_run_id"]
+    use_resume_policy(net, checkpoint, "latest" if resume == "never" and own_progress else resume)
     driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
                         task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
                         max_resumes=max_resumes, stop_at=stop_at, artifacts=artifacts)
