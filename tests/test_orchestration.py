@@ -30,6 +30,8 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.context import FlowRunContext
 
@@ -758,3 +760,36 @@ def test_net_without_checkpoint_is_refused_with_the_fix(prefect_server, tmp_path
     assert hint in str(error.value)
     assert not (tmp_path / "ckpt").exists()
 
+
+
+# -- 10. PrintLog's table in the run's logs ------------------------------------------------------
+@flow(name="orchestration-log-test")
+def printing_flow(dirname: str, experiment: str):
+    net = build_net(dirname, max_epochs=3)
+    net.set_params(verbose=1)
+    torch.manual_seed(0)
+    return fit_in_flow(net, X, y, experiment=experiment)
+
+
+def test_print_log_lines_go_to_the_run_logs_and_the_console(prefect_server, tmp_path, capsys):
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+
+    with temporary_settings({PREFECT_LOGGING_TO_API_ENABLED: True}):
+        record = printing_flow(str(tmp_path / "ckpt"), unique("logs"))
+        APILogWorker.drain_all()
+    console = capsys.readouterr().out.splitlines()
+    table = [line for line in console if line.strip() and line.split()[0] in ("epoch", "1", "2", "3")]
+    assert len(table) == 4  # header and 3 rows, printed once each
+    flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(record["flow_run_id"])]))
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = [log for log in client.read_logs(log_filter=flt) if log.name == "prefect_torch.epochs"]
+            if len(logs) >= 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+    messages = [log.message for log in logs]
+    assert messages[0] == table[0] and messages[2:] == table[1:]  # header, separator, the 3 rows
+    assert set(messages[1]) <= {"-", " "}
+    assert all(log.task_run_id is not None for log in logs)  # logged from inside the epoch tasks
