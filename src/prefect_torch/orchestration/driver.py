@@ -96,17 +96,15 @@ class TaskDriver:
             raise ValueError(f"epochs_per_task={epochs_per_task!r}: use a whole number >= 1, or 'auto' to "
                              "group short epochs so Prefect's per-task cost stays small")
         self.checkpoint, self.label, self.key = checkpoint, label, key
-        self.epochs_per_task, self.task_retries, self.retry_delay_seconds = epochs_per_task, task_retries, retry_delay_seconds
-        self.max_resumes, self.stop_at, self.artifacts = max_resumes, stop_at, artifacts
+        self.epochs_per_task, self.max_resumes, self.stop_at, self.artifacts = (
+            epochs_per_task, max_resumes, stop_at, artifacts)
+        self.task = train_epochs.with_options(retries=task_retries, retry_delay_seconds=retry_delay_seconds)
         self.records: list[dict[str, Any]] = []
-        self.target: int | None = None
-        self.task_sizes: list[int] = []
 
     def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
         store = self.checkpoint.store()
         start_epoch = len(net.history)
         target = start_epoch + epochs if self.stop_at is None else min(start_epoch + epochs, self.stop_at)
-        self.target = target
         before = store.claim({**self.label, "target": target}, claim_check(self.label, self.max_resumes))
         loaded = before.version(before.current)
         start = None if loaded is not None and loaded.epoch == start_epoch else train_state.snapshot(net)
@@ -114,28 +112,30 @@ class TaskDriver:
         publisher = ArtifactPublisher(self.label["experiment"], self.key, store) if self.artifacts else None
         if publisher is not None:
             publisher.start(before if before.versions else None, start_epoch, target)
-        task_fn = train_epochs.with_options(retries=self.task_retries, retry_delay_seconds=self.retry_delay_seconds)
+        try:
+            with print_log_to_run_logs(net):  # the callbacks exist now: fit initialized them
+                self._run_tasks(run, target, publisher)
+        finally:
+            if publisher is not None:
+                self.checkpoint.wait()
+                publisher.close(store.read_manifest(), len(net.history), target)
+
+    def _run_tasks(self, run: EpochRun, target: int, publisher: ArtifactPublisher | None) -> None:
+        """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""
+        net = run.net  # (its history is replaced when a retry restores a checkpoint: never keep it)
         size = self.epochs_per_task if isinstance(self.epochs_per_task, int) else 1
-        with print_log_to_run_logs(net):  # the callbacks exist now: fit initialized them
-            try:
-                while len(net.history) < target:
-                    first = len(net.history) + 1
-                    last = min(target, first + size - 1)
-                    name = f"epoch-{first}" if first == last else f"epochs-{first}-{last}"
-                    began = time.perf_counter()
-                    record = task_fn(name, run, last)
-                    self.records.append(record)
-                    self.task_sizes.append(last - first + 1)
-                    if publisher is not None:
-                        publisher.update(store.read_manifest(), len(net.history), target)
-                    if record["stopped"]:
-                        raise KeyboardInterrupt
-                    if self.epochs_per_task == "auto":
-                        size = auto_size(record, time.perf_counter() - began)
-            finally:
-                if publisher is not None:
-                    self.checkpoint.wait()
-                    publisher.close(store.read_manifest(), len(net.history), target)
+        while len(net.history) < target:
+            first = len(net.history) + 1
+            last = min(target, first + size - 1)
+            began = time.perf_counter()
+            record = self.task(f"epoch-{first}" if first == last else f"epochs-{first}-{last}", run, last)
+            self.records.append(record)
+            if publisher is not None:
+                publisher.update(run.store.read_manifest(), len(net.history), target)
+            if record["stopped"]:
+                raise KeyboardInterrupt  # the net's fit ends training as it does for EarlyStopping
+            if self.epochs_per_task == "auto":
+                size = auto_size(record, time.perf_counter() - began)
 
 
 def auto_size(record: dict[str, Any], wall: float) -> int:
