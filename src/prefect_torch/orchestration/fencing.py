@@ -77,6 +77,14 @@ def claim_check(label: dict[str, Any], max_resumes: int,
     return check
 
 
+def newer_attempt(manifest: Manifest | None, label: dict[str, Any]) -> int | None:
+    """The ``run_count`` of a newer attempt of ``label``'s flow run that holds the directory, if any."""
+    holder = manifest.writer if manifest is not None else {}
+    if holder.get("flow_run_id") == label["flow_run_id"] and holder.get("run_count", 0) > label["run_count"]:
+        return holder["run_count"]
+    return None
+
+
 def _attempts_without_progress(manifest: Manifest) -> list[dict[str, Any]]:
     """The newest claims, in a row, that began at the current epoch and never finished."""
     stuck = []

@@ -4,10 +4,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from prefect.exceptions import Abort
+
 from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+from ..checkpoint import CheckpointConflictError
 from ..epochs import driving_epochs
 from .driver import TaskDriver
-from .fencing import attempt_label
+from .fencing import attempt_label, newer_attempt
 from .records import checkpoint_record, slug
 
 RESUME_POLICIES = ("latest", "extend", "never")
@@ -61,8 +64,18 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
                         task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
                         max_resumes=max_resumes, stop_at=stop_at, artifacts=artifacts)
-    with driving_epochs(driver):
-        net.fit(X, y, **fit_params)
+    try:
+        with driving_epochs(driver):
+            net.fit(X, y, **fit_params)
+    except CheckpointConflictError as error:
+        newer = newer_attempt(checkpoint.store().read_manifest(), label)
+        if newer is None:
+            raise
+        # Prefect runs this flow run twice; the newer attempt owns it, its state included: stop
+        # without reporting one (what the engine does when the server aborts an attempt)
+        raise Abort(f"attempt {label['run_count']} of flow run {label['flow_run_name']!r} stops: attempt "
+                    f"{newer} of the same run took over experiment {experiment!r}; nothing more is "
+                    "committed by this attempt, and the run's state is the newer attempt's") from error
     store = checkpoint.store()
     store.release()
     manifest = store.read_manifest()
