@@ -43,3 +43,26 @@ def test_checkpoint_speed_quick_runs(tmp_path):
     assert all(r["long_epochs"]["best"] > 0 for r in payload["background"])
     assert len(payload["targets"]) == 6
     assert list((tmp_path / "disk").iterdir()) == []  # the bench cleans up what it wrote
+
+
+@pytest.mark.slow
+def test_orchestration_overhead_quick_run_prints_the_targets(tmp_path):
+    """Starts its own Prefect server (a fresh SQLite database: 10-30 s of the 25-70 s run here)."""
+    import json
+
+    out = tmp_path / "overhead.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "orchestration_overhead.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "flow / plain <= 1.50x" in result.stdout
+    assert "identical weights plain vs flow, ept=1: yes" in result.stdout
+    assert "identical weights plain vs flow, ept=auto: yes" in result.stdout
+    payload = json.loads(out.read_text())
+    runs = {(r["contender"], r["epochs"]): r for r in payload["fit_seconds"]}
+    assert runs[("flow, ept=1", 10)]["tasks"] == [10]  # one task run per epoch
+    assert 1 <= runs[("flow, ept=auto", 10)]["tasks"][0] <= 10  # how many depends on the machine's load
+    assert all(s > 0 for r in payload["fit_seconds"] for s in r["seconds"])
+    assert payload["fixed"]["0.05 s"]["flow_start_stop"] > 0
+    assert payload["identical_weights"] == {"0.05 s flow, ept=1": True, "0.05 s flow, ept=auto": True}

@@ -529,7 +529,8 @@ def test_artifacts_mirror_the_manifest_and_follow_the_latest_run(prefect_server,
 
 @flow(name="orchestration-test-publisher")
 def publisher_flow(dirname: str, key: str) -> tuple[float, str]:
-    publisher = ArtifactPublisher("close-test", key, CheckpointStore(dirname), min_interval=3.0)
+    publisher = ArtifactPublisher("close-test", key, CheckpointStore(dirname), progress_interval=3.0,
+                                 checkpoints_interval=3.0)
     publisher.start(None, 0, 2)
     publisher.update(None, 1, 2)
     time.sleep(0.5)  # the helper thread has sent it, and coalesces what comes in the next 3 s

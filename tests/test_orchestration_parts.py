@@ -193,15 +193,15 @@ def test_default_experiment_and_artifact_keys(tmp_path):
 
 
 # -- epochs per task -----------------------------------------------------------------------------
-@pytest.mark.parametrize("epoch_seconds, overhead, expected", [
-    (1.0, 0.03, 1),      # long epochs: one per task
-    (0.05, 0.03, 12),    # 30 ms of Prefect per task against 2.5 ms allowed per epoch
-    (0.05, 0.031, 13),
-    (0.001, 0.03, 600),  # capped so a task lasts at most a minute: 60 000 epochs would be allowed
+@pytest.mark.parametrize("epoch_seconds, overheads, expected", [
+    (1.0, [0.03], 1),                # long epochs: one per task
+    (0.05, [0.03], 20),              # at least TASK_COST (50 ms) per task, 2.5 ms allowed per epoch
+    (0.05, [0.06, 0.5, 0.062], 25),  # the median overhead (62 ms), not one slow sample
+    (0.01, [5.0], 6000),             # capped so that a task lasts at most a minute
 ])
-def test_auto_epochs_per_task_keeps_prefects_share_small(epoch_seconds, overhead, expected):
-    record = {"epochs": [1, 1], "seconds": epoch_seconds}
-    assert auto_size(record, epoch_seconds + overhead) == min(expected, int(60 / epoch_seconds))
+def test_auto_epochs_per_task_keeps_prefects_share_small(epoch_seconds, overheads, expected):
+    records = [{"epochs": [1, 1], "seconds": epoch_seconds}, {"epochs": [2, 4], "seconds": 3 * epoch_seconds}]
+    assert auto_size(records, overheads) == expected
 
 
 def test_the_default_driver_runs_epochs_in_order_and_a_driver_can_take_over():

@@ -3,8 +3,8 @@
 Each is created once per training run under a key of the experiment (``<slug>-checkpoints``,
 ``<slug>-latest``, ``<slug>-progress``), so the flow run's Artifacts tab shows this run's three
 and the Artifacts page shows each experiment's latest. They are then updated in place, on a
-helper thread that sends only the newest state, at most once per ``min_interval`` seconds:
-a slow API never slows training down, and a failing one only logs a warning.
+helper thread that sends only the newest state, at most every few seconds, and in full when
+training ends: a slow API never slows training down, and a failing one only logs a warning.
 """
 from __future__ import annotations
 
@@ -64,10 +64,15 @@ def _fmt(value: Any) -> str:
 
 
 class ArtifactPublisher:
-    """Creates the three artifacts of one training run and keeps them up to date."""
+    """Creates the three artifacts of one training run and keeps them up to date: progress at
+    most every ``progress_interval`` seconds, the table and summary at most every
+    ``checkpoints_interval`` seconds (each update costs the server tens of ms of CPU), and both
+    once more when training ends."""
 
-    def __init__(self, experiment: str, key: str, store: CheckpointStore, min_interval: float = 1.0):
-        self.experiment, self.key, self.store, self.min_interval = experiment, key, store, min_interval
+    def __init__(self, experiment: str, key: str, store: CheckpointStore, progress_interval: float = 1.0,
+                 checkpoints_interval: float = 5.0):
+        self.experiment, self.key, self.store = experiment, key, store
+        self.progress_interval, self.checkpoints_interval = progress_interval, checkpoints_interval
         self._ids: dict[str, UUID] = {}
         self._pending: dict[str, Any] | None = None
         self._wake = threading.Condition()
@@ -98,48 +103,52 @@ class ArtifactPublisher:
             self._wake.notify()
 
     def close(self, manifest: Manifest | None = None, epoch: int | None = None, target: int | None = None) -> None:
-        """Send the final state (if given), then stop the helper thread."""
-        if epoch is not None:
-            self.update(manifest, epoch, target or epoch)
+        """Send the final state (if given) in full, then stop the helper thread."""
         with self._wake:
+            if epoch is not None:
+                self._pending = {"manifest": manifest, "epoch": epoch, "target": target or epoch}
             self._closing = True
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        last_sent_manifest: bytes | None = None
+        sent: bytes | None = None
+        checkpoints_due = 0.0
         with get_client(sync_client=True) as client:
             while True:
                 with self._wake:
                     while self._pending is None and not self._closing:
                         self._wake.wait()
-                    state, self._pending = self._pending, None
-                    closing = self._closing
-                if state is not None:
-                    next_send = time.monotonic() + self.min_interval
-                    last_sent_manifest = self._send(client, state, last_sent_manifest)
-                    with self._wake:  # coalesce what arrives meanwhile; closing cuts the wait short
-                        while not self._closing and time.monotonic() < next_send:
-                            self._wake.wait(timeout=next_send - time.monotonic())
-                elif closing:
-                    return
+                    state, closing, self._pending = self._pending, self._closing, None
+                if state is None:
+                    return  # closing, and everything sent
+                now = time.monotonic()
+                full = closing or now >= checkpoints_due
+                sent = self._send(client, state, sent, full)
+                if full:
+                    checkpoints_due = now + self.checkpoints_interval
+                with self._wake:  # coalesce what arrives meanwhile; closing cuts the wait short
+                    while not self._closing and time.monotonic() < now + self.progress_interval:
+                        self._wake.wait(timeout=now + self.progress_interval - time.monotonic())
 
-    def _send(self, client: Any, state: dict[str, Any], last_manifest: bytes | None) -> bytes | None:
+    def _send(self, client: Any, state: dict[str, Any], sent: bytes | None, full: bool) -> bytes | None:
+        """Progress; with ``full``, also the table and summary if the manifest changed since
+        ``sent``. Returns the manifest the table now shows."""
         manifest, epoch, target = state["manifest"], state["epoch"], state["target"]
         raw = manifest.to_json() if manifest is not None else None
         try:
             client.update_artifact(self._ids["progress"], ArtifactUpdate(data=_percent(epoch, target)))
-            if raw != last_manifest or epoch == target:
+            if full and raw != sent:
                 rows = checkpoint_rows(self.store, manifest)
                 client.update_artifact(self._ids["table"], ArtifactUpdate(data=json.dumps(_no_nan(rows))))
                 client.update_artifact(self._ids["markdown"], ArtifactUpdate(
                     data=summary_markdown(self.experiment, self.store, manifest, epoch, target)))
-            return raw
+                return raw
         except Exception as error:  # the UI mirror must never stop training
             log.warning("could not update the artifacts of experiment %s: %s: %s",
                         self.experiment, type(error).__name__, error)
-            return last_manifest
+        return sent
 
 
 def _percent(epoch: int, target: int) -> float:

@@ -12,6 +12,7 @@ end exactly where an undisturbed run would.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any, Callable
 
@@ -20,14 +21,16 @@ from prefect.cache_policies import NO_CACHE
 
 from .. import train_state
 from ..callbacks.checkpoint import load_checkpoint
-from ..checkpoint import CheckpointConflictError, CheckpointStore
+from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
 from .artifacts import ArtifactPublisher
 from .fencing import ResumeLimitError, claim_check
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
 
 AUTO_OVERHEAD = 0.05  # with epochs_per_task="auto", Prefect's share of the time to aim for
-MAX_TASK_SECONDS = 60.0  # ...and the longest a task may run, so the UI keeps moving
+TASK_COST = 0.05  # seconds a task run costs at least beyond its epochs: ~10 ms here, ~35 ms of server
+# CPU recording it afterwards, which competes with training on a small machine (bench/orchestration_overhead.py)
+MAX_TASK_SECONDS = 60.0  # the longest a task may run, so the UI keeps moving
 
 
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -51,6 +54,7 @@ class EpochRun:
         self.net, self.one_epoch, self.checkpoint, self.store = net, one_epoch, checkpoint, store
         self.start = start  # snapshot to restore before anything of this run is committed
         self.interrupted = False  # the last task ended with an exception
+        self.manifest: Manifest | None = None  # as the last task left it
 
     def train_through(self, last: int) -> dict[str, Any]:
         net = self.net
@@ -65,7 +69,7 @@ class EpochRun:
             stopped = True
         self.interrupted = False
         seconds = time.perf_counter() - began
-        manifest = self.store.read_manifest()
+        self.manifest = manifest = self.store.read_manifest()
         current = checkpoint_record(self.store, manifest)
         newest = manifest.version(manifest.current) if manifest else None
         if newest is not None and newest.writer.get("session") == self.store.writer.get("session"):
@@ -124,6 +128,7 @@ class TaskDriver:
         """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""
         net = run.net  # (its history is replaced when a retry restores a checkpoint: never keep it)
         size = self.epochs_per_task if isinstance(self.epochs_per_task, int) else 1
+        overheads: list[float] = []
         while len(net.history) < target:
             first = len(net.history) + 1
             last = min(target, first + size - 1)
@@ -131,18 +136,20 @@ class TaskDriver:
             record = self.task(f"epoch-{first}" if first == last else f"epochs-{first}-{last}", run, last)
             self.records.append(record)
             if publisher is not None:
-                publisher.update(run.store.read_manifest(), len(net.history), target)
+                publisher.update(run.manifest, len(net.history), target)
             if record["stopped"]:
                 raise KeyboardInterrupt  # the net's fit ends training as it does for EarlyStopping
             if self.epochs_per_task == "auto":
-                size = auto_size(record, time.perf_counter() - began)
+                overheads.append(time.perf_counter() - began - record["seconds"])
+                size = auto_size(self.records, overheads)
 
 
-def auto_size(record: dict[str, Any], wall: float) -> int:
-    """Epochs per task so that Prefect's part (``wall`` minus training) stays near AUTO_OVERHEAD."""
-    first, last = record["epochs"]
-    count = max(1, last - first + 1)
-    per_epoch = max(record["seconds"] / count, 1e-6)
-    overhead = max(wall - record["seconds"], 0.0)
+def auto_size(records: list[dict[str, Any]], overheads: list[float]) -> int:
+    """Epochs per task so that Prefect's part stays near AUTO_OVERHEAD of the time: from the
+    median epoch time of the task ``records`` so far and the median of the ``overheads`` seen
+    around them (wall time minus training), never less than TASK_COST."""
+    per_epoch = max(statistics.median(r["seconds"] / max(1, r["epochs"][1] - r["epochs"][0] + 1) for r in records),
+                    1e-6)
+    overhead = max(statistics.median(overheads), TASK_COST)
     wanted = math.ceil(round(overhead / (AUTO_OVERHEAD * per_epoch), 6))
     return max(1, min(wanted, int(MAX_TASK_SECONDS / per_epoch) or 1))
