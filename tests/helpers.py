@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import signal
+import sys
+from typing import Callable
 
 import pytest
 import torch
@@ -85,3 +88,25 @@ def assert_same_state(a, b, path="state"):
             assert_same_state(x, z, f"{path}[{i}]")
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """Linux only: a ``preexec_fn`` that has the kernel SIGKILL a server subprocess when the thread
+    that started it ends (the test process killed or crashed without running its teardown).
+
+    ``prctl`` is looked up here, in the parent: the child between fork and exec only calls it
+    (no import there, whose lock another thread may have held at the fork).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig() -> None:  # pragma: no cover - runs in the child
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig

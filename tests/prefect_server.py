@@ -47,9 +47,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import pytest
+
+from helpers import parent_death_signal
 
 START_TIMEOUT = 120.0  # seconds; healthy after 10-16 s on a busy 2-core machine (migrations included)
 STOP_TIMEOUT = 15.0  # graceful stop (SIGTERM) before SIGKILL
@@ -90,24 +92,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(extra or {})
     return env
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """Linux only: a ``preexec_fn`` that has the kernel SIGKILL the child when the thread that
-    started it ends (the test process killed without running its teardown). See s3_server.py."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return set_pdeathsig
 
 
 def _stop_group(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT) -> None:
@@ -267,7 +251,7 @@ class PrefectServer:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(_python_args(script, args), env=self.subprocess_env(env), cwd=cwd,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_parent_death_signal())
+                                    start_new_session=True, preexec_fn=parent_death_signal())
         proc.log_path = log_path  # type: ignore[attr-defined]
         return proc
 
@@ -337,7 +321,7 @@ class PrefectServer:
             # cwd = home: pydantic-settings would read a .env / prefect.toml / pyproject.toml there
             self._proc = subprocess.Popen(
                 args, cwd=self.home, env=self.server_env(), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_parent_death_signal(),
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=parent_death_signal(),
             )
         _running.add(self)
 
@@ -424,7 +408,7 @@ class Worker:
             log.flush()
             self.proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_parent_death_signal())
+                                         preexec_fn=parent_death_signal())
         self._wait_until_registered(began + timeout)
         self.startup_seconds = time.monotonic() - began
         return self

@@ -28,9 +28,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
+
+from helpers import parent_death_signal
 
 START_TIMEOUT = 60.0  # seconds; the bucket is ready after 1-1.6 s on a 2-core machine
 BUCKET = "prefect-torch-test"
@@ -89,28 +91,6 @@ def _clean_env(home: pathlib.Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "WEED_", "FSSPEC_"))}
     env["HOME"] = str(home)
     return env
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """Linux only: a ``preexec_fn`` that has the kernel SIGKILL the server when the thread that
-    started it ends (the test process killed or crashed without running its teardown).
-
-    ``prctl`` is looked up here, in the parent: the child between fork and exec only calls it
-    (no import there, whose lock another thread may have held at the fork).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> None:  # pragma: no cover - runs in the child
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return set_pdeathsig
 
 
 class S3Server:
@@ -210,7 +190,7 @@ class S3Server:
             self._proc = subprocess.Popen(
                 args, cwd=data, env=_clean_env(data), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_parent_death_signal(),
+                preexec_fn=parent_death_signal(),
             )
         _running.add(self)
 
