@@ -47,7 +47,7 @@ def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr
     ui = PREFECT_UI_URL.value()
     if ui:
         print(f"\nthis run in the Prefect UI:  {ui}/runs/flow-run/{runtime.flow_run.id}\n"
-              f"its checkpoints:              {ui}/artifacts/key/example-checkpoints")
+              f"its checkpoints (artifacts):  {ui}/v2/runs/flow-run/{runtime.flow_run.id}?tab=Artifacts")
     return record
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger("prefect_torch.orchestration")
 
 
 def table_description(experiment: str, url: str) -> str:
-    return (f"Checkpoints of experiment **{experiment}** in `{url}`, one row per committed version "
+    return (f"Checkpoints of experiment **{experiment}** in {markdown_location(url)}, one row per committed version "
             "kept there (oldest first). *current* is what a resumed run loads, *best* the version "
             "with the best validation score; sha256 is the first 16 hex digits of the weights file's hash.")
 
