@@ -55,15 +55,12 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     checkpoint = checkpoint or find_checkpoint(net)
     experiment = experiment or default_experiment(checkpoint)
     label = attempt_label(experiment)
-    store = checkpoint.store()
-    manifest = store.read_manifest()
-    stop_at = earlier_attempt_target(manifest, label)
-    current = manifest.version(manifest.current) if manifest else None
-    own_progress = current is not None and current.writer.get("flow_run_id") == label["flow_run_id"]
-    use_resume_policy(net, checkpoint, "latest" if resume == "never" and own_progress else resume)
+    manifest = checkpoint.store().read_manifest()
+    use_resume_policy(net, checkpoint, own_progress_policy(manifest, label, resume))
     driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
                         task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
-                        max_resumes=max_resumes, stop_at=stop_at, artifacts=artifacts)
+                        max_resumes=max_resumes, stop_at=earlier_attempt_target(manifest, label),
+                        artifacts=artifacts)
     try:
         with driving_epochs(driver):
             net.fit(X, y, **fit_params)
@@ -76,12 +73,16 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
         raise Abort(f"attempt {label['run_count']} of flow run {label['flow_run_name']!r} stops: attempt "
                     f"{newer} of the same run took over experiment {experiment!r}; nothing more is "
                     "committed by this attempt, and the run's state is the newer attempt's") from error
-    store = checkpoint.store()
-    store.release()
+    checkpoint.store().release()
+    return training_record(net, checkpoint.store(), driver.records, label)
+
+
+def training_record(net: Any, store: Any, tasks: list[dict[str, Any]], label: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`fit_in_flow` returns (see there), from the store's manifest and the task records."""
     manifest = store.read_manifest()
-    trained = [r["epochs"] for r in driver.records if r["epochs"][1] >= r["epochs"][0]]
+    trained = [r["epochs"] for r in tasks if r["epochs"][1] >= r["epochs"][0]]
     return {
-        "experiment": experiment,
+        "experiment": label["experiment"],
         "checkpoint_dir": store.url,
         "epoch": len(net.history),
         "trained_epochs": [trained[0][0], trained[-1][1]] if trained else [],
@@ -89,8 +90,16 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
         "best": checkpoint_record(store, manifest, "best"),
         "flow_run_id": label["flow_run_id"],
         "attempt": label["run_count"],
-        "tasks": len(driver.records),
+        "tasks": len(tasks),
     }
+
+
+def own_progress_policy(manifest: Any, label: dict[str, Any], resume: str | None) -> str | None:
+    """``resume``, except that ``"never"`` resumes what an earlier attempt of this same flow run
+    committed (a retry finishes its own training; it never picks up another run's)."""
+    current = manifest.version(manifest.current) if manifest else None
+    own = current is not None and current.writer.get("flow_run_id") == label["flow_run_id"]
+    return "latest" if resume == "never" and own else resume
 
 
 def find_checkpoint(net: Any) -> Checkpoint:
