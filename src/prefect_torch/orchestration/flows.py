@@ -42,6 +42,11 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     A net without a :class:`~prefect_torch.callbacks.Checkpoint` gets
     ``Checkpoint(monitor=None)``; the one it has is pointed at ``checkpoint_dir``.
     ``max_epochs`` overrides the factory's.
+
+    >>> record = train_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
+    ...                     "checkpoints/demo", max_epochs=3)      # doctest: +SKIP
+    >>> record["trained_epochs"], record["current"]["epoch"]       # doctest: +SKIP
+    ([1, 3], 3)
     """
     net = load_object(net_factory)(**(net_params or {}))
     X, y = load_object(data)(**(data_params or {}))
