@@ -43,6 +43,8 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     ``Checkpoint(monitor=None)``; the one it has is pointed at ``checkpoint_dir``.
     ``max_epochs`` overrides the factory's.
 
+    >>> train_flow.name                     # what deployments and the UI call it
+    'train-net'
     >>> record = train_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
     ...                     "checkpoints/demo", max_epochs=3)      # doctest: +SKIP
     >>> record["trained_epochs"], record["current"]["epoch"]       # doctest: +SKIP
