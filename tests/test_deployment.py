@@ -225,6 +225,19 @@ def test_scheduled_runs_continue_the_experiment(prefect_server: PrefectServer, t
 # -- a crash, and the automation that re-runs the run ----------------------------------------------
 
 
+def run_once(prefect_server: PrefectServer, tmp_path: pathlib.Path, cleanup: dict[str, list[Any]], pool: str,
+             experiment: str, checkpoint_dir: pathlib.Path, epochs: int) -> Any:
+    """Deploy the shipped deployment without a schedule (as ``nightly-<experiment>``) and start one
+    run of it, with epochs long enough (6,000 samples) to act on while it trains."""
+    deployment = deploy_copy(prefect_server, tmp_path, pool=pool, name=f"nightly-{experiment}",
+                             parameters={"checkpoint_dir": str(checkpoint_dir), "max_epochs": epochs,
+                                         "experiment": experiment, "data_params": {"n_samples": 6000}},
+                             schedule=None)
+    cleanup["deployments"].append(deployment.id)
+    with prefect_server.client() as client:
+        return client.create_flow_run_from_deployment(deployment.id)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(SLOW_TIMEOUT)
 def test_killed_run_is_restarted_by_the_automation_and_resumes(prefect_server: PrefectServer,
@@ -244,13 +257,7 @@ def test_killed_run_is_restarted_by_the_automation_and_resumes(prefect_server: P
     assert automation.enabled
 
     with prefect_server.work_pool(pool, env=WORKER_ENV) as worker:
-        deployment = deploy_copy(prefect_server, tmp_path, pool=pool, name="nightly-crash",
-                                 parameters={"checkpoint_dir": str(checkpoint_dir), "max_epochs": epochs,
-                                             "experiment": "crash", "data_params": {"n_samples": 6000}},
-                                 schedule=None)
-        cleanup["deployments"].append(deployment.id)
-        with prefect_server.client() as client:
-            flow_run = client.create_flow_run_from_deployment(deployment.id)
+        flow_run = run_once(prefect_server, tmp_path, cleanup, pool, "crash", checkpoint_dir, epochs)
 
         wait_for(lambda: current_epoch(checkpoint_dir) >= 2, 300, "epoch 2 to be committed", worker, 0.1)
         claim = read_manifest(checkpoint_dir)["claims"][-1]
@@ -313,13 +320,7 @@ def test_superseded_attempt_leaves_the_flow_run_to_the_newer_one(prefect_server:
     first_pid = None
     with prefect_server.work_pool("twice", env=WORKER_ENV) as worker:
         try:
-            deployment = deploy_copy(prefect_server, tmp_path, pool="twice", name="nightly-twice",
-                                     parameters={"checkpoint_dir": str(checkpoint_dir), "max_epochs": epochs,
-                                                 "experiment": "twice", "data_params": {"n_samples": 6000}},
-                                     schedule=None)
-            cleanup["deployments"].append(deployment.id)
-            with prefect_server.client() as client:
-                flow_run = client.create_flow_run_from_deployment(deployment.id)
+            flow_run = run_once(prefect_server, tmp_path, cleanup, "twice", "twice", checkpoint_dir, epochs)
             wait_for(lambda: current_epoch(checkpoint_dir) >= 2, 300, "epoch 2 to be committed", worker, 0.05)
             first_pid = read_manifest(checkpoint_dir)["claims"][-1]["pid"]
             with open(commit_lock, "a+b") as lock:  # not mid-commit: pause attempt 1 between commits

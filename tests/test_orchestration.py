@@ -195,6 +195,17 @@ def read_artifacts(key, flow_run_id):
             key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(flow_run_id))])))
 
 
+def trained_like_reference(state, ref):
+    """The net and record of a completed ``fit_flow`` state, checked against the plain run ``ref``:
+    the same weights bit for bit, the same history, epochs 1..N once each."""
+    assert state.is_completed(), state
+    net, record = state.result()
+    assert_same_weights(net, ref)
+    assert_same_history(net, ref)
+    assert epochs_of(net) == list(range(1, len(ref.history) + 1))
+    return net, record
+
+
 def epoch_range(name):
     match = EPOCH_NAME.match(name)
     assert match, name
@@ -211,12 +222,8 @@ def epoch_range(name):
 ])
 def test_undisturbed_flow_trains_like_plain_fit(prefect_server, tmp_path, reference, epochs_per_task, names):
     state = run_fit_flow(str(tmp_path / "ckpt"), unique("plain"), options={"epochs_per_task": epochs_per_task})
-    assert state.is_completed(), state
-    net, record = state.result()
     ref = reference(8)
-    assert_same_weights(net, ref)
-    assert_same_history(net, ref)
-    assert epochs_of(net) == list(range(1, 9))
+    net, record = trained_like_reference(state, ref)
 
     assert record["epoch"] == 8 and record["trained_epochs"] == [1, 8] and record["attempt"] == 1
     assert record["current"]["epoch"] == 8 and record["current"]["version"] == 8
@@ -299,12 +306,7 @@ def test_flow_retry_resumes_after_the_last_commit(prefect_server, tmp_path, refe
     # raises at the end of epoch 6, after its commit, in the first attempt only
     state = run_fit_flow(str(dirname), unique("flow-retry"), max_epochs=10, fault={"epoch": 6, "attempts": [1]},
                          flow_fn=retrying)
-    assert state.is_completed(), state
-    net, record = state.result()
-    ref = reference(10)
-    assert_same_weights(net, ref)
-    assert_same_history(net, ref)
-    assert epochs_of(net) == list(range(1, 11))
+    net, record = trained_like_reference(state, reference(10))
     assert record["attempt"] == 2 and record["trained_epochs"] == [7, 10] and record["tasks"] == 4
     assert read_flow_run(record["flow_run_id"]).run_count == 2
 
@@ -333,11 +335,8 @@ def test_flow_retry_of_a_fresh_start_resumes_only_its_own_progress(prefect_serve
     retrying = fit_flow.with_options(retries=1, retry_delay_seconds=0)
     state = run_fit_flow(str(dirname), experiment, max_epochs=10, fault=fault, options={"resume": "never"},
                          flow_fn=retrying)
-    assert state.is_completed(), state
-    net, record = state.result()
+    net, record = trained_like_reference(state, reference(10))
     assert record["attempt"] == 2 and record["trained_epochs"] == trained
-    assert_same_weights(net, reference(10))
-    assert_same_history(net, reference(10))
 
 
 # -- subprocess flows (SIGKILL, a second live run, crash loops) ------------------------------------
@@ -711,11 +710,8 @@ def test_resume_limit_names_the_failed_runs_and_can_be_lifted(prefect_server, tm
     before_fix = read_manifest(dirname)
 
     state = run_fit_flow(str(dirname), experiment, options={"max_resumes": run})  # cause fixed, limit raised
-    assert state.is_completed(), state
-    net, record = state.result()
+    net, record = trained_like_reference(state, reference(8))
     assert record["trained_epochs"] == [2, 8]
-    assert_same_weights(net, reference(8))
-    assert_same_history(net, reference(8))
     assert [v["epoch"] for v in read_manifest(dirname)["versions"]] == [v["epoch"] for v in before_fix["versions"]] + list(range(2, 9))
 
 
