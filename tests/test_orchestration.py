@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import signal
 import textwrap
@@ -790,3 +791,32 @@ def test_print_log_lines_go_to_the_run_logs_and_the_console(prefect_server, tmp_
     assert messages[0] == table[0] and messages[2:] == table[1:]  # header, separator, the 3 rows
     assert set(messages[1]) <= {"-", " "}
     assert all(log.task_run_id is not None for log in logs)  # logged from inside the epoch tasks
+
+
+# -- 11. the net never leaves the flow's process -------------------------------------------------
+class CountingNet(NeuralNetClassifier):
+    """Counts how often it is pickled (Prefect's default cache policy would cloudpickle task
+    arguments on every call to hash them)."""
+
+    pickled = 0
+
+    def __getstate__(self):
+        CountingNet.pickled += 1
+        return super().__getstate__()
+
+
+@flow(name="orchestration-pickle-test")
+def counting_flow(dirname: str, experiment: str):
+    net = CountingNet(MyModule, max_epochs=4, batch_size=32, verbose=0,
+                      callbacks=[Checkpoint(monitor=None, dirname=dirname)])
+    record = fit_in_flow(net, X, y, experiment=experiment, epochs_per_task=2)
+    return len(pickle.dumps(record)), CountingNet.pickled
+
+
+def test_epoch_tasks_never_pickle_or_hash_the_net(prefect_server, tmp_path):
+    CountingNet.pickled = 0
+    record_size, pickled = counting_flow(str(tmp_path / "ckpt"), unique("pickle"))
+    assert pickled == 0
+    assert record_size < 2000  # the task and flow results are small records
+    pickle.dumps(CountingNet(MyModule))  # (the counter works)
+    assert CountingNet.pickled == 1
