@@ -50,6 +50,18 @@ def _lookup(rows: Any, keys: tuple) -> Any:
     return _lookup(value, rest)
 
 
+def epoch_metrics(row: dict) -> dict[str, float]:
+    """The numbers an epoch row holds (losses, scores, ``dur``), without its number, flags
+    (``*_best``, ``event_*``), batch counts and batches.
+
+    >>> epoch_metrics({"epoch": 2, "valid_loss": 0.5, "valid_loss_best": True, "train_batch_count": 4, "batches": []})
+    {'valid_loss': 0.5}
+    """
+    return {k: v for k, v in row.items()
+            if k not in ("batches", "epoch") and not k.endswith("_batch_count")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 class History(list):
     """A list of epoch dicts; ``history[epochs, key, batches, key]`` reads values out of it."""
 

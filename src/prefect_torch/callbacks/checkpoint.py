@@ -33,7 +33,7 @@ from ..checkpoint import CheckpointConflictError, CheckpointSaveWarning, Checkpo
 from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
 from ..checkpoint.serialize import bytes_writer, torch_writer
-from ..history import History
+from ..history import History, epoch_metrics
 from ..persistence import history_json, part_of, split_f_arguments
 from .base import Callback, emit
 
@@ -254,9 +254,7 @@ class Checkpoint(_SavesFiles):
 
     def _version_info(self, net: Any) -> dict[str, Any]:
         row = net.history[-1]
-        metrics = {k: v for k, v in row.items()
-                   if k not in ("batches", "epoch") and not k.endswith("_batch_count")
-                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = epoch_metrics(row)
         best_key = self.monitor if isinstance(self.monitor, str) else "valid_loss_best"
         best = bool(row[best_key]) if best_key in row else self.monitor is None
         return {"metrics": metrics, "best": best}

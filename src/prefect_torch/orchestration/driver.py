@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from .. import train_state
 from ..callbacks.checkpoint import load_checkpoint
 from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
+from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
 from .fencing import ResumeLimitError, claim_check
 from .logs import print_log_to_run_logs
@@ -70,14 +71,12 @@ class EpochRun:
         self.interrupted = False
         seconds = time.perf_counter() - began
         self.manifest = manifest = self.store.read_manifest()
-        current = checkpoint_record(self.store, manifest)
         newest = manifest.version(manifest.current) if manifest else None
         if newest is not None and newest.writer.get("session") == self.store.writer.get("session"):
             self.start = None  # this run's own commit is the restore point from now on
-        row = net.history[-1] if len(net.history) else {}
         return {"epochs": [first, len(net.history)], "seconds": round(seconds, 6), "stopped": stopped,
-                "metrics": {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                "checkpoint": current}
+                "metrics": epoch_metrics(net.history[-1]) if len(net.history) else {},
+                "checkpoint": checkpoint_record(self.store, manifest)}
 
     def restore(self) -> None:
         """Undo a failed task: back to the last commit, or to the start before there is one."""
