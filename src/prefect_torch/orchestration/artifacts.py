@@ -9,15 +9,18 @@ training ends: a slow API never slows training down, and a failing one only logs
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
-import math
 import threading
 import time
 from typing import Any, cast
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from prefect.artifacts import (
+    TableArtifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
@@ -141,7 +144,9 @@ class ArtifactPublisher:
             client.update_artifact(self._ids["progress"], ArtifactUpdate(data=_percent(epoch, target)))
             if full and raw != sent:
                 rows = checkpoint_rows(self.store, manifest)
-                client.update_artifact(self._ids["table"], ArtifactUpdate(data=json.dumps(_no_nan(rows))))
+                # JSON (NaN as null) as create_table_artifact sends it; _sync as Prefect calls it itself
+                table = TableArtifact(table=rows).format(_sync=True)  # type: ignore[call-arg]
+                client.update_artifact(self._ids["table"], ArtifactUpdate(data=table))
                 client.update_artifact(self._ids["markdown"], ArtifactUpdate(
                     data=summary_markdown(self.experiment, self.store, manifest, epoch, target)))
                 return raw
@@ -154,10 +159,3 @@ class ArtifactPublisher:
 def _percent(epoch: int, target: int) -> float:
     return 100.0 if target <= 0 else round(100.0 * min(epoch, target) / target, 1)
 
-
-def _no_nan(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    return None if isinstance(value, float) and math.isnan(value) else value
