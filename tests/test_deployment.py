@@ -326,6 +326,8 @@ def test_superseded_attempt_leaves_the_flow_run_to_the_newer_one(prefect_server:
             with open(commit_lock, "a+b") as lock:  # not mid-commit: pause attempt 1 between commits
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
                 os.kill(first_pid, signal.SIGSTOP)
+                # a thread of attempt 1 waiting for this lock could still take it on its way to stopping
+                wait_for(lambda: all_threads_stopped(first_pid), 60, "attempt 1 to stop", worker, 0.05)
             assert current_epoch(checkpoint_dir) < epochs
             with prefect_server.client() as client:  # what a re-run automation does while attempt 1 lives
                 client.set_flow_run_state(flow_run.id, AwaitingRetry(), force=True)
@@ -351,6 +353,17 @@ def test_superseded_attempt_leaves_the_flow_run_to_the_newer_one(prefect_server:
     assert run.state.is_completed() and record_of(run)["attempt"] == 2
     assert record_of(run)["epoch"] == epochs
     assert [kind for kind, _, _ in history].count("FAILED") == 0, "\n".join(map(str, history))
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is stopped by a signal, so none can still finish a system call."""
+    states = []
+    for stat in pathlib.Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:  # the thread ended
+            pass
+    return bool(states) and all(state in "tT" for state in states)
 
 
 def process_alive(pid: int) -> bool:
