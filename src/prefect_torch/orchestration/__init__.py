@@ -14,11 +14,13 @@ and runs that resume by themselves after a failure, a retry or a crash.
 >>> nightly()["epoch"]    # doctest: +SKIP
 20
 
-The ready-made, deployable flow is :func:`train_flow` (see ``deploy/prefect.yaml``). This is the
+The ready-made, deployable flows are :func:`train_flow` (see ``deploy/prefect.yaml``) and
+:func:`sweep_flow` (a hyperparameter sweep, trials in parallel on Dask). This is the
 only part of prefect-torch that imports Prefect.
 """
 from .fencing import ResumeLimitError
 from .fit import fit_in_flow
 from .flows import train_flow
+from .sweep import sweep_flow
 
-__all__ = ["fit_in_flow", "train_flow", "ResumeLimitError"]
+__all__ = ["fit_in_flow", "train_flow", "sweep_flow", "ResumeLimitError"]

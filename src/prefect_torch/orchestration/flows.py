@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any, Callable
 
 from prefect import flow
@@ -34,14 +35,16 @@ def load_object(path: str) -> Callable[..., Any]:
 def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str | None = None,
                max_epochs: int | None = None, resume: str = "latest", epochs_per_task: int | str = 1,
                task_retries: int = 2, max_resumes: int = 3, net_params: dict[str, Any] | None = None,
-               data_params: dict[str, Any] | None = None) -> dict[str, Any]:
+               data_params: dict[str, Any] | None = None, storage_block: str | None = None) -> dict[str, Any]:
     """Build a net with ``net_factory(**net_params)``, load ``(X, y) = data(**data_params)``
     and train it with :func:`~prefect_torch.orchestration.fit_in_flow`, checkpointing every
     epoch into ``checkpoint_dir`` (a path or fsspec URL). The factory and the data loader are
     import paths (``'package.module:function'``), so the flow can be deployed and scheduled.
     A net without a :class:`~prefect_torch.callbacks.Checkpoint` gets
     ``Checkpoint(monitor=None)``; the one it has is pointed at ``checkpoint_dir``.
-    ``max_epochs`` overrides the factory's.
+    ``max_epochs`` overrides the factory's. ``storage_block`` names a Prefect ``Secret`` block
+    with the fsspec storage options of an ``s3://`` (or other) ``checkpoint_dir`` (see
+    :func:`storage_options_from`); without one, fsspec reads the environment.
 
     >>> train_flow.name                     # what deployments and the UI call it
     'train-net'
@@ -50,14 +53,48 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     >>> record["trained_epochs"], record["current"]["epoch"]       # doctest: +SKIP
     ([1, 3], 3)
     """
-    net = load_object(net_factory)(**(net_params or {}))
+    storage_options = storage_options_from(storage_block)
+    net = prepare_net(net_factory, net_params or {}, checkpoint_dir, max_epochs, storage_options)
     X, y = load_object(data)(**(data_params or {}))
-    if max_epochs is not None:
-        net.set_params(max_epochs=max_epochs)
-    named = [(name, cb) for name, cb in net._named_callbacks() if isinstance(cb, Checkpoint)]
-    if named:
-        net.set_params(**{f"callbacks__{name}__dirname": checkpoint_dir for name, _ in named})
-    else:
-        net.set_params(callbacks=[*(net.callbacks or []), ("checkpoint", Checkpoint(monitor=None, dirname=checkpoint_dir))])
     return fit_in_flow(net, X, y, experiment=experiment, resume=resume, epochs_per_task=epochs_per_task,
                        task_retries=task_retries, max_resumes=max_resumes)
+
+
+def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: str, max_epochs: int | None = None,
+                storage_options: dict[str, Any] | None = None) -> Any:
+    """``net_factory(**net_params)`` checkpointing into ``checkpoint_dir``: its
+    :class:`~prefect_torch.callbacks.Checkpoint` is pointed there (one with ``monitor=None`` is
+    added if it has none); ``max_epochs`` overrides the factory's.
+
+    >>> net = prepare_net("prefect_torch.examples:make_net", {"lr": 0.05}, "runs/a", max_epochs=3)
+    >>> net.lr, net.max_epochs, [cb.dirname for _, cb in net.callbacks]
+    (0.05, 3, ['runs/a'])
+    """
+    net = load_object(net_factory)(**net_params)
+    if max_epochs is not None:
+        net.set_params(max_epochs=max_epochs)
+    named = [name for name, cb in net._named_callbacks() if isinstance(cb, Checkpoint)]
+    where = {"dirname": checkpoint_dir, **({"storage_options": storage_options} if storage_options else {})}
+    if named:
+        net.set_params(**{f"callbacks__{name}__{k}": v for name in named for k, v in where.items()})
+    else:
+        net.set_params(callbacks=[*(net.callbacks or []), ("checkpoint", Checkpoint(monitor=None, **where))])
+    return net
+
+
+def storage_options_from(block: str | None) -> dict[str, Any]:
+    """The fsspec storage options kept in the Prefect ``Secret`` block named ``block`` (a JSON
+    object, e.g. ``{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}``);
+    none without a block, so fsspec reads the environment."""
+    if not block:
+        return {}
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block).get()
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"the Secret block {block!r} holds {type(value).__name__}; store the storage options "
+                         "as a JSON object, e.g. {\"key\": \"...\", \"secret\": \"...\", "
+                         "\"client_kwargs\": {\"endpoint_url\": \"http://s3.internal:8333\"}}")
+    return value

@@ -1,0 +1,194 @@
+"""``sweep_flow``: one net per hyperparameter setting, trained as parallel task runs on Dask.
+
+Each trial is its own experiment in its own checkpoint directory under the sweep's root, and
+is trained by :func:`~prefect_torch.orchestration.fit_in_flow` inside a task run that
+prefect-dask's ``DaskTaskRunner`` places on a Dask worker. A worker that dies mid-trial is
+replaced by Dask, which runs the trial again elsewhere: it resumes from its last commit. A
+re-run of the sweep skips the trials that finished and resumes the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence, cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
+from prefect.futures import as_completed
+
+from ..checkpoint import CheckpointStore
+from .fit import fit_in_flow
+from .flows import load_object, prepare_net, storage_options_from
+from .records import markdown_location, slug
+from .trials import TRIAL_RECORD, Trial, best_of, best_trial, plan_trials, trial_rows
+
+DASK_ADDRESS_ENV = "PREFECT_TORCH_DASK_ADDRESS"
+
+
+@task(name="train-trial", task_run_name="trial-{trial.name}", cache_policy=NO_CACHE, persist_result=False)
+def train_trial(trial: Trial, sweep: str, net_factory: str, data: str, scoring: str,
+                lower_is_better: bool | None, max_epochs: int | None, net_params: dict[str, Any],
+                data_params: dict[str, Any], epochs_per_task: int | str, task_retries: int,
+                storage_block: str | None, seed: int | None) -> dict[str, Any]:
+    """Train one trial to its end, resuming from its checkpoints; records the result in the
+    trial's directory (:data:`~.trials.TRIAL_RECORD`) and returns it."""
+    storage_options = storage_options_from(storage_block)
+    if seed is not None:  # the same initial weights wherever (and however often) the trial starts
+        seed_everything(seed)
+    net = prepare_net(net_factory, {**net_params, **trial.params}, trial.checkpoint_dir, max_epochs,
+                      storage_options)
+    X, y = load_object(data)(**data_params)
+    record = fit_in_flow(net, X, y, experiment=f"{sweep}/{trial.name}", resume="latest",
+                         epochs_per_task=epochs_per_task, task_retries=task_retries)
+    scores = [row.get(scoring) for row in net.history]
+    if not any(score is not None for score in scores):
+        raise ValueError(f"scoring={scoring!r} is not in the net's history (it has "
+                         f"{sorted(net.history[-1].keys()) if len(net.history) else 'no epochs'}); "
+                         "name a column of the printed table, e.g. 'valid_loss' or 'valid_acc'")
+    best_epoch, best_score = best_of(scores, scoring, lower_is_better)
+    result = {"trial": trial.name, "params": trial.params, "spec": trial.spec, "state": "Completed",
+              "finished": True, "best_epoch": best_epoch, "best_score": best_score, "scoring": scoring,
+              **{k: record[k] for k in ("epoch", "current", "best", "flow_run_id", "attempt")}}
+    store = CheckpointStore(trial.checkpoint_dir, **storage_options)
+    store.location.write_atomic(TRIAL_RECORD, json.dumps(result, indent=1).encode())
+    return result
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global random generators with ``seed``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def finished_result(trial: Trial, storage_options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a finished earlier run of ``trial`` (with the same spec) recorded, else ``None``."""
+    location = CheckpointStore(trial.checkpoint_dir, **storage_options).location
+    try:
+        record = json.loads(location.read_bytes(TRIAL_RECORD))
+    except (OSError, ValueError):
+        return None
+    return {**record, "state": "Completed earlier"} if trial.matches(record) else None
+
+
+def dask_task_runner(address: str | None, n_workers: int) -> Any:
+    """prefect-dask's runner for ``address`` (or ``$PREFECT_TORCH_DASK_ADDRESS``), else a
+    ``LocalCluster`` of ``n_workers`` processes with one thread each (each trial's torch then
+    uses one core: Dask's nanny sets ``OMP_NUM_THREADS=1``)."""
+    from prefect_dask import DaskTaskRunner
+
+    address = address or os.environ.get(DASK_ADDRESS_ENV) or None
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": ":0"})
+
+
+@flow(name="sweep-nets", persist_result=True, result_serializer="json")
+def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[dict[str, Any]], root: str,
+               sweep: str | None = None, scoring: str = "valid_loss", lower_is_better: bool | None = None,
+               max_epochs: int | None = None, net_params: dict[str, Any] | None = None,
+               data_params: dict[str, Any] | None = None, dask_address: str | None = None, n_workers: int = 2,
+               epochs_per_task: int | str = "auto", task_retries: int = 1,
+               storage_block: str | None = None, seed: int | None = 0) -> dict[str, Any]:
+    """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid`` (a
+    dict of lists, or a list of dicts, as scikit-learn's ``ParameterGrid`` takes them), each
+    trial as a task run on Dask, into ``root/<trial name>`` (a path or an ``s3://`` URL).
+
+    - ``dask_address``: an existing scheduler (``tcp://host:8786``, or ``$PREFECT_TORCH_DASK_ADDRESS``);
+      without one, a ``LocalCluster`` of ``n_workers`` processes lives as long as the flow.
+    - ``scoring``: the history column that ranks trials (lower is better for losses, unless
+      ``lower_is_better`` says otherwise).
+    - ``storage_block``: the name of a Prefect ``Secret`` block holding fsspec storage options
+      for ``root`` (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads
+      the environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
+    - ``seed``: seeds torch, numpy and ``random`` before each trial builds its net, so every
+      trial starts from the same initial state whichever worker runs it; a resumed trial then
+      continues bit for bit (its random generators are checkpointed). ``None``: no seeding.
+      Trials sharing a worker process must not run at once for this (one thread per worker).
+
+    The flow's ``<sweep>-trials`` table artifact lists every trial with its state, best epoch
+    and score and checkpoint location, the best one marked; it is kept up to date as trials
+    end. Trials that finished in an earlier run with the same settings are not run again;
+    unfinished ones resume from their last checkpoint. Returns the table and the best trial;
+    fails, after every other trial has ended, if one failed.
+
+    >>> sweep_flow.name
+    'sweep-nets'
+    >>> result = sweep_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
+    ...                     {"lr": [0.1, 0.05], "num_units": [10, 20]}, "runs/sweep1")  # doctest: +SKIP
+    >>> result["best"]["trial"]                                                        # doctest: +SKIP
+    'lr=0.1,num_units=20'
+    """
+    logger = get_run_logger()
+    sweep = sweep or os.path.basename(str(root).rstrip("/")) or "sweep"
+    spec = {"net_factory": net_factory, "data": data, "net_params": net_params or {},
+            "data_params": data_params or {}, "max_epochs": max_epochs, "seed": seed}
+    trials = plan_trials(param_grid, root, spec)
+    storage_options = storage_options_from(storage_block)
+    results: dict[str, dict[str, Any]] = {}
+    for trial in trials:
+        earlier = finished_result(trial, storage_options)
+        if earlier is not None:
+            results[trial.name] = earlier
+    todo = [t for t in trials if t.name not in results]
+    logger.info("sweep %s: %d trials, %d finished earlier, %d to run", sweep, len(trials), len(results), len(todo))
+    table = TrialTable(sweep, root, trials, scoring, lower_is_better)
+    table.publish(results)
+    if todo:
+        with dask_task_runner(dask_address, n_workers) as runner:
+            futures = {runner.submit(train_trial, parameters={
+                "trial": trial, "sweep": sweep, "net_factory": net_factory, "data": data, "scoring": scoring,
+                "lower_is_better": lower_is_better, "max_epochs": max_epochs, "net_params": net_params or {},
+                "data_params": data_params or {}, "epochs_per_task": epochs_per_task,
+                "task_retries": task_retries, "storage_block": storage_block, "seed": seed}): trial
+                for trial in todo}
+            for trial in todo:
+                results[trial.name] = {"state": "Running"}
+            table.publish(results)
+            for future in as_completed(list(futures)):
+                trial = futures[future]
+                try:
+                    results[trial.name] = future.result()
+                except Exception as error:
+                    logger.error("trial %s failed: %s: %s", trial.name, type(error).__name__, error)
+                    results[trial.name] = {"state": f"Failed: {type(error).__name__}: {error}"[:200]}
+                table.publish(results)
+    failed = [t.name for t in trials if not results[t.name].get("finished")]
+    if failed:
+        raise RuntimeError(f"sweep {sweep!r}: {len(failed)} of {len(trials)} trials failed ({', '.join(failed)}); "
+                           "the others are recorded. Run the sweep again: finished trials are skipped and "
+                           "these resume from their last checkpoints.")
+    best = best_trial(results, scoring, lower_is_better)
+    return {"sweep": sweep, "root": str(root), "scoring": scoring, "best": {"trial": best, **results[best]}
+            if best else None, "trials": trial_rows(trials, results, scoring, lower_is_better)}
+
+
+class TrialTable:
+    """The sweep's ``<sweep>-trials`` table artifact, created once and updated in place."""
+
+    def __init__(self, sweep: str, root: str, trials: Sequence[Trial], scoring: str, lower_is_better: bool | None):
+        self.key = f"{slug(sweep)}-trials"
+        self.trials, self.scoring, self.lower_is_better = trials, scoring, lower_is_better
+        self.description = (f"Trials of sweep **{sweep}** under {markdown_location(str(root))}: parameters, "
+                            f"state, best epoch and {scoring}; the best finished trial is marked *best*.")
+        self._id: UUID | None = None
+
+    def publish(self, results: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = trial_rows(self.trials, results, self.scoring, self.lower_is_better)
+        if self._id is None:
+            self._id = cast(UUID, create_table_artifact(rows, key=self.key, description=self.description))
+            return
+        from prefect.artifacts import TableArtifact
+
+        with get_client(sync_client=True) as client:
+            client.update_artifact(self._id, ArtifactUpdate(data=TableArtifact(table=rows).format(_sync=True)))  # type: ignore[call-arg]

@@ -1,0 +1,148 @@
+"""The trials of a hyperparameter sweep: their names and directories, their results, their table.
+
+Plain Python (no Prefect): :mod:`.sweep` runs what is planned here.
+
+>>> trials = plan_trials({"lr": [0.1, 0.05], "module__num_units": [10]}, "runs/sweep1")
+>>> [t.name for t in trials]
+['lr=0.05,module__num_units=10', 'lr=0.1,module__num_units=10']
+>>> trials[0].checkpoint_dir
+'runs/sweep1/lr=0.05,module__num_units=10'
+>>> best_of([0.5, 0.3, 0.4], "valid_loss")
+(2, 0.3)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from sklearn.model_selection import ParameterGrid
+
+TRIAL_RECORD = "trial.json"  # in a trial's checkpoint directory once it finished
+MAX_NAME = 80
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One setting of a sweep: ``params`` for the net factory, trained into ``checkpoint_dir``."""
+
+    name: str
+    params: dict[str, Any]
+    checkpoint_dir: str
+    spec: dict[str, Any] = field(default_factory=dict)  # what must match for a finished run to count
+
+    def matches(self, record: Mapping[str, Any] | None) -> bool:
+        """``record`` (a finished trial's :data:`TRIAL_RECORD`) was trained from this same spec."""
+        return record is not None and record.get("spec") == self.spec
+
+
+def expand_grid(param_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The settings of ``param_grid`` in scikit-learn's ``ParameterGrid`` vocabulary: a dict of
+    lists (every combination), or a list of such dicts; a single value counts as a list of one,
+    so a list of plain dicts is a list of settings. Duplicates are dropped.
+
+    >>> expand_grid([{"lr": 0.1}, {"lr": [0.1, 0.2], "max_epochs": 3}])
+    [{'lr': 0.1}, {'lr': 0.1, 'max_epochs': 3}, {'lr': 0.2, 'max_epochs': 3}]
+    """
+    grids = [param_grid] if isinstance(param_grid, Mapping) else list(param_grid)
+    if not grids or not all(isinstance(g, Mapping) for g in grids):
+        raise ValueError(f"param_grid={param_grid!r}: give a dict of lists, e.g. {{'lr': [0.1, 0.01]}}, "
+                         "or a list of such dicts")
+    lists = [{k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in g.items()} for g in grids]
+    settings, seen = [], set()
+    for params in ParameterGrid(lists):
+        key = _canonical(params)
+        if key not in seen:
+            seen.add(key)
+            settings.append(dict(params))
+    return settings
+
+
+def trial_name(params: Mapping[str, Any]) -> str:
+    """A readable directory name for ``params``, the same on every run of the sweep: ``k=v``
+    pairs in key order; a short hash is added when characters had to be replaced or the name
+    is long, so two settings never share a directory.
+
+    >>> trial_name({"lr": 0.1, "module__num_units": 20})
+    'lr=0.1,module__num_units=20'
+    >>> trial_name({"optimizer": "torch.optim:SGD"})
+    'optimizer=torch.optim_SGD-c57ce4e4'
+    """
+    raw = ",".join(f"{k}={_value_text(v)}" for k, v in sorted(params.items())) or "default"
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", raw)
+    if name != raw or len(name) > MAX_NAME:
+        digest = hashlib.sha1(_canonical(params).encode()).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9]}-{digest}"
+    return name
+
+
+def plan_trials(param_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], root: str,
+                spec: Mapping[str, Any] | None = None) -> list[Trial]:
+    """One :class:`Trial` per setting of ``param_grid`` (see :func:`expand_grid`), each with its
+    own directory under ``root`` (a path or fsspec URL). ``spec`` is what else decides the
+    result (factory, data, epochs...): a finished trial is reused only if it matches."""
+    base = str(root).rstrip("/")
+    return [Trial(trial_name(params), params, f"{base}/{trial_name(params)}",
+                  {**(spec or {}), "params": json.loads(_canonical(params))})
+            for params in sorted(expand_grid(param_grid), key=trial_name)]
+
+
+def lower_is_better_for(scoring: str) -> bool:
+    """Losses are minimised, every other score (accuracy, f1...) maximised."""
+    return scoring.endswith("loss")
+
+
+def best_of(scores: Sequence[Any], scoring: str, lower_is_better: bool | None = None) -> tuple[int | None, float | None]:
+    """The best (1-based epoch, score) among ``scores`` (one per epoch; missing ones skipped)."""
+    lower = lower_is_better_for(scoring) if lower_is_better is None else lower_is_better
+    found = [(epoch, float(s)) for epoch, s in enumerate(scores, 1)
+             if isinstance(s, (int, float)) and not math.isnan(float(s))]
+    if not found:
+        return None, None
+    return (min if lower else max)(found, key=lambda pair: pair[1])
+
+
+def trial_rows(trials: Sequence[Trial], results: Mapping[str, Mapping[str, Any]], scoring: str,
+               lower_is_better: bool | None = None) -> list[dict[str, Any]]:
+    """The sweep's table: a row per trial (params, state, best epoch and score, epochs trained,
+    checkpoint uri), the best finished trial marked ``best``."""
+    best = best_trial(results, scoring, lower_is_better)
+    rows = []
+    for trial in trials:
+        result = results.get(trial.name, {})
+        score = result.get("best_score")
+        rows.append({
+            "trial": trial.name,
+            "best": "best" if best is not None and trial.name == best else "",
+            "state": result.get("state", "Pending"),
+            **{k: v if isinstance(v, (int, float, str, bool)) or v is None else _value_text(v)
+               for k, v in trial.params.items()},
+            "best_epoch": result.get("best_epoch"),
+            scoring: round(score, 6) if isinstance(score, float) else score,
+            "epochs": result.get("epoch"),
+            "checkpoints": trial.checkpoint_dir,
+        })
+    return rows
+
+
+def best_trial(results: Mapping[str, Mapping[str, Any]], scoring: str, lower_is_better: bool | None = None) -> str | None:
+    """The name of the finished trial with the best score, if any."""
+    lower = lower_is_better_for(scoring) if lower_is_better is None else lower_is_better
+    scored = [(r["best_score"], name) for name, r in results.items()
+              if r.get("finished") and isinstance(r.get("best_score"), (int, float))]
+    if not scored:
+        return None
+    return (min if lower else max)(scored)[1]
+
+
+def _canonical(params: Mapping[str, Any]) -> str:
+    return json.dumps({k: params[k] for k in sorted(params)}, default=_value_text, sort_keys=True)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return value if isinstance(value, str) else json.dumps(value, default=repr)
