@@ -8,9 +8,10 @@ re-run of the sweep skips the trials that finished and resumes the others.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any, Mapping, Sequence, cast
+from typing import Any, Iterator, Mapping, Sequence, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.futures import as_completed
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ..checkpoint import CheckpointStore
 from .fit import fit_in_flow
@@ -78,6 +80,21 @@ def finished_result(trial: Trial, storage_options: Mapping[str, Any]) -> dict[st
     except (OSError, ValueError):
         return None
     return {**record, "state": "Completed earlier"} if trial.matches(record) else None
+
+
+@contextlib.contextmanager
+def api_for_workers() -> Iterator[None]:
+    """Dask workers are other processes and learn the Prefect API from the settings that
+    prefect-dask sends with each task. Without ``PREFECT_API_URL`` (Prefect's temporary local
+    server), those settings name none and every worker would start a server of its own: point
+    them at the one this flow reports to."""
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url).rstrip("/")
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield
 
 
 def dask_task_runner(address: str | None, n_workers: int) -> Any:
@@ -145,7 +162,7 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     table = TrialTable(sweep, root, trials, scoring, lower_is_better)
     table.publish(results)
     if todo:
-        with dask_task_runner(dask_address, n_workers) as runner:
+        with api_for_workers(), dask_task_runner(dask_address, n_workers) as runner:
             futures = {runner.submit(train_trial, parameters={
                 "trial": trial, "sweep": sweep, "net_factory": net_factory, "data": data, "scoring": scoring,
                 "lower_is_better": lower_is_better, "max_epochs": max_epochs, "net_params": net_params or {},
