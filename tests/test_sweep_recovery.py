@@ -131,5 +131,14 @@ def test_a_killed_worker_s_trial_resumes_from_its_last_commit(prefect_server: Pr
     history = json.loads(fs.cat_file(f"{trial_dirs[killed]}/history.json"))
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
 
+    # Prefect shows the trial as one task run (Dask ran it again under the same id), Completed
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    with prefect_server.client() as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"trial-{killed}"])))
+    assert [r.state.type.value for r in runs] == ["COMPLETED"], [(r.name, r.state) for r in runs]
+
     params = next(t.params for t in plan_trials(GRID, root) if t.name == killed)
     assert_same_state(load_final_params(fs, trial_dirs[killed]), undisturbed_params(params, tmp_path))
