@@ -5,6 +5,19 @@ is trained by :func:`~prefect_torch.orchestration.fit_in_flow` inside a task run
 prefect-dask's ``DaskTaskRunner`` places on a Dask worker. A worker that dies mid-trial is
 replaced by Dask, which runs the trial again elsewhere: it resumes from its last commit. A
 re-run of the sweep skips the trials that finished and resumes the others.
+
+Example (a script: Dask starts worker processes, hence the ``__main__`` guard)::
+
+    from prefect_torch.orchestration import sweep_flow
+
+    if __name__ == "__main__":
+        result = sweep_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
+                            {"lr": [0.1, 0.05], "num_units": [10, 20]}, "checkpoints/sweeps/demo",
+                            max_epochs=5, net_params={"verbose": 0})
+        print(result["best"]["trial"], result["best"]["best_score"])
+
+Workers report their task runs to the flow's Prefect API (they must reach ``PREFECT_API_URL``);
+for reproducible trials give each worker one thread (the ``LocalCluster`` here does).
 """
 from __future__ import annotations
 
