@@ -97,6 +97,13 @@ def undisturbed_params(params: dict[str, Any], tmp_path: Any) -> dict[str, torch
 @pytest.mark.timeout(600)
 def test_a_killed_worker_s_trial_resumes_from_its_last_commit(prefect_server: PrefectServer, s3_server: S3Server,
                                                                tmp_path: Any, monkeypatch: pytest.MonkeyPatch):
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+
     from prefect_torch.orchestration import sweep_flow
     from prefect_torch.orchestration.trials import plan_trials
 
@@ -132,8 +139,6 @@ def test_a_killed_worker_s_trial_resumes_from_its_last_commit(prefect_server: Pr
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
 
     # Prefect shows the trial as one task run (Dask ran it again under the same id), Completed
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
-
     with prefect_server.client() as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from prefect import flow
 
@@ -74,7 +74,7 @@ def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: st
     if max_epochs is not None:
         net.set_params(max_epochs=max_epochs)
     named = [name for name, cb in net._named_callbacks() if isinstance(cb, Checkpoint)]
-    where = {"dirname": checkpoint_dir, **({"storage_options": storage_options} if storage_options else {})}
+    where: dict[str, Any] = {"dirname": checkpoint_dir, **({"storage_options": storage_options} if storage_options else {})}
     if named:
         net.set_params(**{f"callbacks__{name}__{k}": v for name in named for k, v in where.items()})
     else:
@@ -90,7 +90,7 @@ def storage_options_from(block: str | None) -> dict[str, Any]:
         return {}
     from prefect.blocks.system import Secret
 
-    value = Secret.load(block).get()
+    value = cast(Secret, Secret.load(block)).get()
     if isinstance(value, str):
         value = json.loads(value)
     if not isinstance(value, dict):
