@@ -162,7 +162,9 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     logger = get_run_logger()
     sweep = sweep or os.path.basename(str(root).rstrip("/")) or "sweep"
     spec = {"net_factory": net_factory, "data": data, "net_params": net_params or {},
-            "data_params": data_params or {}, "max_epochs": max_epochs, "seed": seed}
+            "data_params": data_params or {}, "max_epochs": max_epochs, "seed": seed,
+            # a finished trial run again for another scoring trains nothing: it only ranks its history anew
+            "scoring": scoring, "lower_is_better": lower_is_better}
     trials = plan_trials(param_grid, root, spec)
     storage_options = storage_options_from(storage_block)
     results: dict[str, dict[str, Any]] = {}

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from sklearn.model_selection import ParameterGrid
 
 TRIAL_RECORD = "trial.json"  # in a trial's checkpoint directory once it finished
@@ -51,7 +52,7 @@ def expand_grid(param_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> 
     if not grids or not all(isinstance(g, Mapping) for g in grids):
         raise ValueError(f"param_grid={param_grid!r}: give a dict of lists, e.g. {{'lr': [0.1, 0.01]}}, "
                          "or a list of such dicts")
-    lists = [{k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in g.items()} for g in grids]
+    lists = [{k: [_plain(x) for x in v] if _is_values(v) else [_plain(v)] for k, v in g.items()} for g in grids]
     settings, seen = [], set()
     for params in ParameterGrid(lists):
         key = _canonical(params)
@@ -73,7 +74,7 @@ def trial_name(params: Mapping[str, Any]) -> str:
     """
     raw = ",".join(f"{k}={_value_text(v)}" for k, v in sorted(params.items())) or "default"
     name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", raw)
-    if name != raw or len(name) > MAX_NAME:
+    if name != raw or len(name) > MAX_NAME or any(_reads_as_other_value(v) for v in params.values()):
         digest = hashlib.sha1(_canonical(params).encode()).hexdigest()[:8]
         name = f"{name[:MAX_NAME - 9]}-{digest}"
     return name
@@ -136,6 +137,26 @@ def best_trial(results: Mapping[str, Mapping[str, Any]], scoring: str, lower_is_
     if not scored:
         return None
     return (min if lower else max)(scored)[1]
+
+
+def _is_values(value: Any) -> bool:
+    """A list of values for a parameter (any sequence or array but a string), as ParameterGrid reads it."""
+    return (isinstance(value, Sequence) and not isinstance(value, (str, bytes))) or isinstance(value, np.ndarray)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers they hold (JSON-able, named like them)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _reads_as_other_value(value: Any) -> bool:
+    """A string that JSON would read as a number, bool or null: ``"0.1"`` must not be named like ``0.1``."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return not isinstance(json.loads(value), str)
+    except ValueError:
+        return False
 
 
 def _canonical(params: Mapping[str, Any]) -> str:
