@@ -66,3 +66,34 @@ def test_orchestration_overhead_quick_run_prints_the_targets(tmp_path):
     assert all(s > 0 for r in payload["fit_seconds"] for s in r["seconds"])
     assert payload["fixed"]["0.05 s"]["flow_start_stop"] > 0
     assert payload["identical_weights"] == {"0.05 s flow, ept=1": True, "0.05 s flow, ept=auto": True}
+
+
+@pytest.mark.slow
+def test_sweep_scaling_quick_run_prints_the_speedup(tmp_path):
+    """Starts its own Prefect server and two Dask clusters (1 and 2 workers): 40-90 s here."""
+    import json
+
+    out = tmp_path / "sweep_scaling.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "sweep_scaling.py"), "--quick",
+         "--dir", str(tmp_path / "disk"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep_flow speed-up 1 -> 2 workers >= 1.6x" in result.stdout
+    assert "every trial of every run trained 5 epochs: yes" in result.stdout
+    payload = json.loads(out.read_text())
+    trials = {"lr=0.05,num_units=20", "lr=0.05,num_units=40", "lr=0.1,num_units=20", "lr=0.1,num_units=40"}
+    runs = {(r["contender"], r["workers"]): r for r in payload["runs"]}
+    assert set(runs) == {("sweep_flow", 1), ("sweep_flow", 2), ("plain", 1), ("plain", 2)}
+    for run in runs.values():
+        assert set(run["trial_seconds"][0]) == trials  # every trial timed, sweep (Prefect API) and plain
+        assert all(s > 0 for s in run["trial_seconds"][0].values())
+        assert run["wall_seconds"][0] > 0
+    for workers in (1, 2):  # the nested epoch task runs: at least one per trial, at most one per epoch
+        assert 4 <= runs[("sweep_flow", workers)]["epoch_tasks"][0] <= 4 * 5
+    startup = payload["startup"]
+    assert [w["threads"] for w in startup["1"]["workers"]] == [1]  # one torch thread per Dask worker
+    assert [w["threads"] for w in startup["2"]["workers"]] == [1, 1]
+    assert payload["target"]["value"] > 0 and payload["per_trial"]["2"]["plain_trial_s"] > 0
+    assert list((tmp_path / "disk").iterdir()) == []  # the bench removes the checkpoints it wrote

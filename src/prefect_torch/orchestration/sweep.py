@@ -17,7 +17,10 @@ Example (a script: Dask starts worker processes, hence the ``__main__`` guard)::
         print(result["best"]["trial"], result["best"]["best_score"])
 
 Workers report their task runs to the flow's Prefect API (they must reach ``PREFECT_API_URL``);
-for reproducible trials give each worker one thread (the ``LocalCluster`` here does).
+for reproducible trials give each worker one thread (the ``LocalCluster`` here does). The workers
+of an existing cluster (``dask_address``) must be able to import the module of the flow that
+calls ``sweep_flow``, since Prefect sends the flow's context along with each trial (e.g.
+``PYTHONPATH=<repo>/flows dask worker ...`` for ``flows/sweep_example.py``).
 """
 from __future__ import annotations
 
