@@ -188,7 +188,7 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
                 "task_retries": task_retries, "storage_block": storage_block, "seed": seed}): trial
                 for trial in todo}
             for trial in todo:
-                results[trial.name] = {"state": "Running"}
+                results[trial.name] = {"state": "Submitted"}  # to Dask: running or queued for a worker
             table.publish(results)
             for future in as_completed(list(futures)):
                 trial = futures[future]
