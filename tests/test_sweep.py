@@ -495,3 +495,19 @@ def test_dask_task_runner_address(monkeypatch: pytest.MonkeyPatch):
     assert dask_task_runner("tcp://10.0.0.1:8786", 3).address == "tcp://10.0.0.1:8786"  # the argument wins
     monkeypatch.setenv(DASK_ADDRESS_ENV, "")
     assert dask_task_runner(None, 3).address is None
+
+
+def test_an_address_other_than_the_default_client_s_is_refused():
+    """prefect-dask sends tasks to the process's default Dask client whatever address it is
+    given; a sweep told to use another cluster must not silently train on that one."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as asked, \
+            LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as other:
+        assert dask_task_runner(asked.scheduler_address, 1).address == asked.scheduler_address
+        with Client(other):
+            with pytest.raises(ValueError, match="default Dask client of .*set_as_default=False"):
+                dask_task_runner(asked.scheduler_address, 1)
+            assert dask_task_runner(other.scheduler_address, 1).address == other.scheduler_address
+        with Client(other, set_as_default=False):
+            assert dask_task_runner(asked.scheduler_address, 1).address == asked.scheduler_address

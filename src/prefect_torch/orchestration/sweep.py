@@ -51,7 +51,7 @@ DASK_ADDRESS_ENV = "PREFECT_TORCH_DASK_ADDRESS"
 def train_trial(trial: Trial, sweep: str, net_factory: str, data: str, scoring: str,
                 lower_is_better: bool | None, max_epochs: int | None, net_params: dict[str, Any],
                 data_params: dict[str, Any], epochs_per_task: int | str, task_retries: int,
-                storage_block: str | None, seed: int | None) -> dict[str, Any]:
+                storage_block: str | None, seed: int | None, artifacts: bool = True) -> dict[str, Any]:
     """Train one trial to its end, resuming from its checkpoints; records the result in the
     trial's directory (:data:`~.trials.TRIAL_RECORD`) and returns it."""
     storage_options = storage_options_from(storage_block)
@@ -61,7 +61,7 @@ def train_trial(trial: Trial, sweep: str, net_factory: str, data: str, scoring: 
                       storage_options)
     X, y = load_object(data)(**data_params)
     record = fit_in_flow(net, X, y, experiment=f"{sweep}/{trial.name}", resume="latest",
-                         epochs_per_task=epochs_per_task, task_retries=task_retries)
+                         epochs_per_task=epochs_per_task, task_retries=task_retries, artifacts=artifacts)
     scores = [row.get(scoring) for row in net.history]
     if not any(score is not None for score in scores):
         raise ValueError(f"scoring={scoring!r} is not in the net's history (it has "
@@ -121,9 +121,27 @@ def dask_task_runner(address: str | None, n_workers: int) -> Any:
 
     address = address or os.environ.get(DASK_ADDRESS_ENV) or None
     if address:
+        refuse_other_default_client(address)
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": ":0"})
+
+
+def refuse_other_default_client(address: str) -> None:
+    """prefect-dask sends the tasks to this process's default Dask client when there is one,
+    whatever address it was given: refuse rather than train on another cluster than asked."""
+    import distributed
+
+    try:
+        default = distributed.get_client()
+    except ValueError:  # no default client: the address is used
+        return
+    scheduler = getattr(default.scheduler, "address", None)
+    wanted = address if "://" in address else f"tcp://{address}"
+    if scheduler is not None and scheduler.rstrip("/") != wanted.rstrip("/"):
+        raise ValueError(f"dask_address={address!r}, but this process has a default Dask client of {scheduler}, "
+                         "and prefect-dask would send the trials there. Close that client, create it with "
+                         "Client(..., set_as_default=False), or pass its address as dask_address.")
 
 
 @flow(name="sweep-nets", persist_result=True, result_serializer="json")
@@ -132,7 +150,7 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
                max_epochs: int | None = None, net_params: dict[str, Any] | None = None,
                data_params: dict[str, Any] | None = None, dask_address: str | None = None, n_workers: int = 2,
                epochs_per_task: int | str = "auto", task_retries: int = 1,
-               storage_block: str | None = None, seed: int | None = 0) -> dict[str, Any]:
+               storage_block: str | None = None, seed: int | None = 0, artifacts: bool = True) -> dict[str, Any]:
     """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid`` (a
     dict of lists, or a list of dicts, as scikit-learn's ``ParameterGrid`` takes them), each
     trial as a task run on Dask, into ``root/<trial name>`` (a path or an ``s3://`` URL).
@@ -148,6 +166,10 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
       trial starts from the same initial state whichever worker runs it; a resumed trial then
       continues bit for bit (its random generators are checkpointed). ``None``: no seeding.
       Trials sharing a worker process must not run at once for this (one thread per worker).
+    - ``epochs_per_task`` (default ``"auto"``), ``task_retries``, ``artifacts``: as for
+      :func:`~prefect_torch.orchestration.fit_in_flow`, per trial. Each task run costs the
+      Prefect server ~30 ms of CPU; when the workers use every core, one task per short epoch
+      costs a visible share of the speed-up (``bench/sweep_scaling.py``), so keep ``"auto"``.
 
     The flow's ``<sweep>-trials`` table artifact lists every trial with its state, best epoch
     and score and checkpoint location, the best one marked; it is kept up to date as trials
@@ -185,7 +207,8 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
                 "trial": trial, "sweep": sweep, "net_factory": net_factory, "data": data, "scoring": scoring,
                 "lower_is_better": lower_is_better, "max_epochs": max_epochs, "net_params": net_params or {},
                 "data_params": data_params or {}, "epochs_per_task": epochs_per_task,
-                "task_retries": task_retries, "storage_block": storage_block, "seed": seed}): trial
+                "task_retries": task_retries, "storage_block": storage_block, "seed": seed,
+                "artifacts": artifacts}): trial
                 for trial in todo}
             for trial in todo:
                 results[trial.name] = {"state": "Submitted"}  # to Dask: running or queued for a worker
