@@ -455,15 +455,8 @@ def print_rule(title: str) -> None:
     print(f"\n{title}\n{'-' * len(title)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: only {QUICK_CASES[0].epochs} short epochs, 1 round")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="interleaved rounds (default 3); the best and median are shown")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch.set_num_threads(N) (default 1: leave a core to Prefect and its server)")
-    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed before every fit")
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options the Prefect benches share: which server, its logs, where files go, JSON output."""
     parser.add_argument("--api-url", default=None,
                         help="use this Prefect API (e.g. http://127.0.0.1:4200/api) instead of starting "
                              "a local server")
@@ -476,6 +469,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=None,
                         help="where the checkpoints go (default: a temp folder); removed after each run")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke test: only {QUICK_CASES[0].epochs} short epochs, 1 round")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="interleaved rounds (default 3); the best and median are shown")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads(N) (default 1: leave a core to Prefect and its server)")
+    parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed before every fit")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

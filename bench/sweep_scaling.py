@@ -90,7 +90,15 @@ from typing import Any
 import prefect
 import torch
 from distributed import Client, LocalCluster, get_task_stream
-from orchestration_overhead import LocalServer, Server, ServerError, print_rule, quiet_console, source_version
+from orchestration_overhead import (
+    LocalServer,
+    Server,
+    ServerError,
+    add_common_options,
+    print_rule,
+    quiet_console,
+    source_version,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 from prefect.settings import (
@@ -380,18 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds (default 1: ~2 min in all on 2 cores); best and median are shown")
     parser.add_argument("--epochs-per-task", default="auto",
                         help="sweep_flow's epochs_per_task: 'auto' (its default) or a whole number")
-    parser.add_argument("--api-url", default=None,
-                        help="use this Prefect API (e.g. http://127.0.0.1:4200/api) instead of starting "
-                             "a local server")
-    parser.add_argument("--api-logs", action="store_true",
-                        help="send run logs to the API too (PREFECT_LOGGING_TO_API_ENABLED; default off)")
-    parser.add_argument("--console-logs", action="store_true",
-                        help="keep Prefect's INFO lines on the console (default: warnings only)")
-    parser.add_argument("--keep-server-home", action="store_true",
-                        help="keep the local server's PREFECT_HOME (its database and log) for inspection")
-    parser.add_argument("--dir", default=None,
-                        help="where the checkpoints go (default: a temp folder); removed after each run")
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    add_common_options(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
