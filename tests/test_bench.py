@@ -1,37 +1,38 @@
 """The benchmarks run (smoke tests; the figures themselves are printed, never asserted)."""
+import json
+import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from helpers import REPO
 
 
+def run_bench(script: str, *args: str, json_out: pathlib.Path | None = None) -> tuple[str, Any]:
+    """``python bench/<script> ARGS`` (plus ``--json json_out``): its stdout, and the JSON it wrote."""
+    command = [sys.executable, str(REPO / "bench" / script), *args]
+    if json_out is not None:
+        command += ["--json", str(json_out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, json.loads(json_out.read_text()) if json_out is not None else None
+
+
 @pytest.mark.slow
 def test_fit_speed_quick_run_prints_the_ratio_table():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "fit_speed.py"), "--quick", "--threads", "1"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "prefect_torch / hand loop" in result.stdout
-    assert "identical weights prefect_torch vs skorch: yes" in result.stdout
+    stdout, _ = run_bench("fit_speed.py", "--quick", "--threads", "1")
+    assert "prefect_torch / hand loop" in stdout
+    assert "identical weights prefect_torch vs skorch: yes" in stdout
 
 
 @pytest.mark.slow
 def test_checkpoint_speed_quick_runs(tmp_path):
-    import json
-
-    out = tmp_path / "checkpoint_speed.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "checkpoint_speed.py"), "--quick",
-         "--dir", str(tmp_path / "disk"), "--json", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "| commit / torch.save |" in result.stdout
-    assert "long epochs: blocked" in result.stdout
-    payload = json.loads(out.read_text())
+    stdout, payload = run_bench("checkpoint_speed.py", "--quick", "--dir", str(tmp_path / "disk"),
+                                json_out=tmp_path / "checkpoint_speed.json")
+    assert "| commit / torch.save |" in stdout
+    assert "long epochs: blocked" in stdout
     assert [(r["size"], r["optimizer"]) for r in payload["sync"]] == [
         ("1 MB", "sgd"), ("1 MB", "sgd+momentum"), ("20 MB", "sgd"), ("20 MB", "sgd+momentum")]
     for row in payload["sync"]:
@@ -48,18 +49,10 @@ def test_checkpoint_speed_quick_runs(tmp_path):
 @pytest.mark.slow
 def test_orchestration_overhead_quick_run_prints_the_targets(tmp_path):
     """Starts its own Prefect server (a fresh SQLite database: 10-30 s of the 25-70 s run here)."""
-    import json
-
-    out = tmp_path / "overhead.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "orchestration_overhead.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "flow / plain <= 1.50x" in result.stdout
-    assert "identical weights plain vs flow, ept=1: yes" in result.stdout
-    assert "identical weights plain vs flow, ept=auto: yes" in result.stdout
-    payload = json.loads(out.read_text())
+    stdout, payload = run_bench("orchestration_overhead.py", "--quick", json_out=tmp_path / "overhead.json")
+    assert "flow / plain <= 1.50x" in stdout
+    assert "identical weights plain vs flow, ept=1: yes" in stdout
+    assert "identical weights plain vs flow, ept=auto: yes" in stdout
     runs = {(r["contender"], r["epochs"]): r for r in payload["fit_seconds"]}
     assert runs[("flow, ept=1", 10)]["tasks"] == [10]  # one task run per epoch
     assert 1 <= runs[("flow, ept=auto", 10)]["tasks"][0] <= 10  # how many depends on the machine's load
@@ -71,18 +64,10 @@ def test_orchestration_overhead_quick_run_prints_the_targets(tmp_path):
 @pytest.mark.slow
 def test_sweep_scaling_quick_run_prints_the_speedup(tmp_path):
     """Starts its own Prefect server and two Dask clusters (1 and 2 workers): 40-90 s here."""
-    import json
-
-    out = tmp_path / "sweep_scaling.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "sweep_scaling.py"), "--quick",
-         "--dir", str(tmp_path / "disk"), "--json", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "sweep_flow speed-up 1 -> 2 workers >= 1.6x" in result.stdout
-    assert "every trial of every run trained 5 epochs: yes" in result.stdout
-    payload = json.loads(out.read_text())
+    stdout, payload = run_bench("sweep_scaling.py", "--quick", "--dir", str(tmp_path / "disk"),
+                                json_out=tmp_path / "sweep_scaling.json")
+    assert "sweep_flow speed-up 1 -> 2 workers >= 1.6x" in stdout
+    assert "every trial of every run trained 5 epochs: yes" in stdout
     trials = {"lr=0.05,num_units=20", "lr=0.05,num_units=40", "lr=0.1,num_units=20", "lr=0.1,num_units=40"}
     runs = {(r["contender"], r["workers"]): r for r in payload["runs"]}
     assert set(runs) == {("sweep_flow", 1), ("sweep_flow", 2), ("plain", 1), ("plain", 2)}
