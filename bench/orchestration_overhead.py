@@ -91,7 +91,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import prefect
 import torch
@@ -490,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.console_logs:
         quiet_console()
 
+    return with_server(args, lambda server, began: measure_and_report(args, server, cases, repeat, began))
+
+
+def with_server(args: argparse.Namespace, body: Callable[[Server, float], int]) -> int:
+    """``body(server, began)`` with the server of ``args`` (``--api-url``, else a local one that
+    starts now and is stopped at the end, SIGTERM included); a server error exits 2."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the local server on the way out
     began = time.perf_counter()
     server: Server
@@ -498,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         server = LocalServer(args.keep_server_home)  # starts now; it needs 15-30 s
     try:
-        return measure_and_report(args, server, cases, repeat, began)
+        return body(server, began)
     except ServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -506,12 +512,17 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
 
+def versions_line() -> str:
+    """Python, torch, Prefect and prefect-torch versions, CPUs and the load at the start."""
+    return (f"python {platform.python_version()}, torch {torch.__version__}, prefect {prefect.__version__}, "
+            f"prefect_torch {prefect_torch.__version__} ({source_version()}), {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} (1 min) at the start")
+
+
 def measure_and_report(args: argparse.Namespace, server: Server, cases: tuple[Case, ...], repeat: int,
                        began: float) -> int:
     print("orchestration overhead: net.fit against fit_in_flow (epochs as Prefect task runs)")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, prefect {prefect.__version__}, "
-          f"prefect_torch {prefect_torch.__version__} ({source_version()}), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} (1 min) at the start")
+    print(versions_line())
     print(f"torch threads {torch.get_num_threads()}, seed {args.seed}, {repeat} interleaved round(s); "
           f"SGD lr={LR}, batch {BATCH_SIZE}, Checkpoint(monitor=None) every epoch")
     for case in cases:

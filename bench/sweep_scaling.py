@@ -77,7 +77,6 @@ import logging
 import os
 import platform
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -91,13 +90,13 @@ import prefect
 import torch
 from distributed import Client, LocalCluster, get_task_stream
 from orchestration_overhead import (
-    LocalServer,
     Server,
-    ServerError,
     add_common_options,
     print_rule,
     quiet_console,
     source_version,
+    versions_line,
+    with_server,
 )
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
@@ -403,34 +402,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.console_logs:
         quiet_console()
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the local server on the way out
-    began = time.perf_counter()
-    server: Server
-    if args.api_url:
-        server = Server(args.api_url.rstrip("/"), own=False)
-    else:
-        server = LocalServer(args.keep_server_home)  # starts now; it needs 15-30 s
-    try:
+    def measure_and_report(server: Server, began: float) -> int:
         print_header(args, setup, repeat)
         measured = measure(args, server, setup, repeat)
         server.stop()  # its log's counts are reported
         print(f"measured in {time.perf_counter() - began:.0f} s (server start included); "
               f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
         report(args, server, setup, repeat, measured)
-    except ServerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        server.stop()
-    return 0
+        return 0
+
+    return with_server(args, measure_and_report)
 
 
 def print_header(args: argparse.Namespace, setup: Setup, repeat: int) -> None:
     print(f"sweep scaling: a {setup.trials}-trial sweep_flow on "
           f"{' and on '.join(map(str, WORKERS))} Dask workers")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, prefect {prefect.__version__}, "
-          f"prefect_torch {prefect_torch.__version__} ({source_version()}), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} (1 min) at the start")
+    print(versions_line())
     print(f"{setup.trials} trials: {' x '.join(f'{k} {v}' for k, v in setup.grid.items())}; make_net on "
           f"make_data({setup.n_samples:,}), {setup.epochs} epochs each, Checkpoint every epoch; "
           f"epochs_per_task={args.epochs_per_task!r}; {repeat} round(s)")
