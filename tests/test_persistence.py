@@ -535,7 +535,12 @@ def test_files_interchange_with_skorch(data, tmp_path):
     net.save_params(**ours)
     theirs = skorch.NeuralNetClassifier(MyModule, lr=0.5, verbose=0).initialize()
     theirs.load_params(**ours)
-    np.testing.assert_array_equal(theirs.predict_proba(data[0]), net.predict_proba(data[0]))
+    for name, tensor in net.module_.state_dict().items():  # the very same weights...
+        assert torch.equal(theirs.module_.state_dict()[name], tensor), name
+    assert theirs.optimizer_.state_dict()["param_groups"] == net.optimizer_.state_dict()["param_groups"]
+    # ...predict the same; not bit for bit: skorch collates each batch into a fresh tensor, whose
+    # alignment can pick another CPU kernel than a slice of the whole array (seen: 3e-8 apart)
+    np.testing.assert_allclose(theirs.predict_proba(data[0]), net.predict_proba(data[0]), rtol=1e-6, atol=1e-7)
     assert theirs.history[:, "valid_loss"] == net.history[:, "valid_loss"]
 
     torch.manual_seed(3)
@@ -544,7 +549,9 @@ def test_files_interchange_with_skorch(data, tmp_path):
     skorch_net.save_params(**files)
     new = fresh()
     new.load_params(**files)
-    np.testing.assert_array_equal(new.predict_proba(data[0]), skorch_net.predict_proba(data[0]))
+    for name, tensor in skorch_net.module_.state_dict().items():
+        assert torch.equal(new.module_.state_dict()[name], tensor), name
+    np.testing.assert_allclose(new.predict_proba(data[0]), skorch_net.predict_proba(data[0]), rtol=1e-6, atol=1e-7)
     assert new.history[:, "valid_loss"] == skorch_net.history[:, "valid_loss"]
     assert_same_optimizer_state(new.optimizer_, skorch_net.optimizer_)
 
