@@ -10,7 +10,6 @@ import subprocess
 import warnings
 
 import pytest
-import torch
 
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Checkpoint, LoadInitState
