@@ -35,10 +35,17 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def is_disk_full(error: BaseException, needed: int | None = None, free: int | None = None) -> bool:
-    """True when ``error`` (or one it came from) is ENOSPC/EDQUOT, or when an I/O error happened
-    on a device with less free space than ``needed``."""
-    if any(getattr(e, "errno", None) in NO_SPACE for e in _chain(error)):
-        return True
+    """True when ``error`` (or one it came from) is ENOSPC/EDQUOT, or when an I/O error without
+    an errno happened on a device with less free space than ``needed``.
+
+    >>> is_disk_full(RuntimeError("unexpected pos"), needed=100, free=10)
+    True
+    >>> is_disk_full(PermissionError(13, "Permission denied"), needed=100, free=10)
+    False
+    """
+    errnos = {e.errno for e in _chain(error) if isinstance(getattr(e, "errno", None), int)}
+    if errnos:
+        return bool(errnos & NO_SPACE)  # an OS error said what happened (read-only, missing...)
     return (isinstance(error, (OSError, RuntimeError)) and needed is not None and free is not None
             and free < needed)
 
