@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 from prefect_torch import NeuralNetClassifier
-from prefect_torch.callbacks import Checkpoint, LoadInitState
+from prefect_torch.callbacks import Callback, Checkpoint, LoadInitState
 from prefect_torch.checkpoint import CheckpointFallbackWarning, CheckpointSaveWarning, CheckpointStore
 from prefect_torch.examples import MyModule
 
@@ -42,11 +42,23 @@ def free_bytes(path):
     return stat.f_bavail * stat.f_frsize
 
 
+class VerifyCurrent(Callback):
+    """After every epoch's checkpoint: the current version verifies (no fallback)."""
+
+    call_order = 2  # after Checkpoint
+
+    def __init__(self, dirname):
+        self.dirname = dirname
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("verified_current", verified_current(self.dirname).epoch)
+
+
 def run(dirname, data, epochs):
     """One training run resuming from ``dirname``; its warnings (all kept) and the net."""
     cp = Checkpoint(monitor=None, dirname=str(dirname), keep_last=3)
     net = NeuralNetClassifier(MyModule, module__num_units=4000, lr=0.05, max_epochs=epochs, batch_size=100,
-                              verbose=0, callbacks=[cp, LoadInitState(cp)])
+                              verbose=0, callbacks=[cp, LoadInitState(cp), VerifyCurrent(dirname)])
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         net.fit(*data)
@@ -102,6 +114,7 @@ def test_full_disk_warns_keeps_the_current_version_and_recovers_once_space_is_fr
     assert f"no space left on device: writing the version of epoch 3 needs {v2.size:,} bytes" in commit_failure
     assert "unexpected pos" not in root_failure + commit_failure  # torch's words for it are not the message
     assert version_folders(run_dir) == named_folders(run_dir)  # the failed commit left no folder
+    assert net.history[1:, "verified_current"] == [2, 2]  # after each epoch of this run
     assert net.history[-1]["checkpoint_errors"] == 1 and net.history[-1]["event_cp"] is False
 
     # a writer killed while writing its files left a partial folder
@@ -119,6 +132,7 @@ def test_full_disk_warns_keeps_the_current_version_and_recovers_once_space_is_fr
     assert "version 2 (epoch 2) stays the current one" in messages[0]
     assert "no space left on device: writing the version of epoch 3" in messages[1]
     assert verified_current(run_dir).id == v2.id
+    assert net.history[-1, "verified_current"] == 2
     assert not partial.exists()
     assert version_folders(run_dir) == named_folders(run_dir)
 
@@ -127,6 +141,7 @@ def test_full_disk_warns_keeps_the_current_version_and_recovers_once_space_is_fr
     net, messages = run(run_dir, data, epochs=2)
     assert messages == []
     assert net.history[:, "epoch"] == [1, 2, 3, 4]
+    assert net.history[2:, "verified_current"] == [3, 4]
     v4 = verified_current(run_dir)
     assert v4.epoch == 4 and root_matches(run_dir, v4)
     assert [v.epoch for v in CheckpointStore(run_dir).read_manifest().versions] == [2, 3, 4]
