@@ -43,7 +43,7 @@ def is_disk_full(error: BaseException, needed: int | None = None, free: int | No
     >>> is_disk_full(PermissionError(13, "Permission denied"), needed=100, free=10)
     False
     """
-    errnos = {e.errno for e in _chain(error) if isinstance(getattr(e, "errno", None), int)}
+    errnos = {e.errno for e in _chain(error) if isinstance(e, OSError) and isinstance(e.errno, int)}
     if errnos:
         return bool(errnos & NO_SPACE)  # an OS error said what happened (read-only, missing...)
     return (isinstance(error, (OSError, RuntimeError)) and needed is not None and free is not None
