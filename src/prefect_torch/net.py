@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from .callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from .checkpoint.redact import masked
 from .data import Dataset, ValidSplit, as_dataset, check_same_length, make_iterator
 from .diagnostics import (
     check_elementwise_shapes,
@@ -834,6 +835,8 @@ class NeuralNet(BaseEstimator):
         for name, value in self.get_params(deep=False).items():
             default = defaults.get(name, inspect.Parameter.empty)
             if name not in defaults or not _same(value, default):
+                if name.endswith("storage_options"):  # callbacks__<name>__storage_options: credentials
+                    value = masked(value)
                 shown.append(f"{name}={getattr(value, '__name__', None) or repr(value)}")
         state = "initialized" if getattr(self, "initialized_", False) else "uninitialized"
         text = f"{type(self).__name__}[{state}]({', '.join(shown)})"

@@ -20,6 +20,8 @@ current one, so skorch reads them too.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 import pickle
 import re
@@ -32,12 +34,11 @@ from .. import train_state
 from ..checkpoint import CheckpointConflictError, CheckpointSaveWarning, CheckpointStore, PendingFile
 from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
+from ..checkpoint.redact import masked, without_secrets
 from ..checkpoint.serialize import bytes_writer, torch_writer
 from ..history import History, epoch_metrics
-from ..persistence import history_json, part_of, split_f_arguments
+from ..persistence import history_json, open_target, part_of, split_f_arguments
 from .base import Callback, emit
-
-_SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
 
 
 def noop(*args: Any, **kwargs: Any) -> None:
@@ -52,11 +53,11 @@ class _SavesFiles(Callback):
         return {**extras, **super().get_params(deep)}
 
     def __repr__(self) -> str:
-        """Parameters, with credentials in ``storage_options`` masked (reprs end up in logs)."""
+        """Parameters, with credentials in ``storage_options`` masked at any depth (reprs end
+        up in logs)."""
         params = self.get_params()
         if params.get("storage_options"):
-            params["storage_options"] = {k: "***" if _SECRET.search(k) else v
-                                         for k, v in params["storage_options"].items()}
+            params["storage_options"] = masked(params["storage_options"])
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
     def set_params(self, **params: Any) -> Any:
@@ -78,6 +79,28 @@ class Checkpoint(_SavesFiles):
     ``storage_options`` for its file system. A failed save is reported as a
     :class:`~prefect_torch.checkpoint.CheckpointSaveWarning` (and to ``sink``), counted in the
     history as ``checkpoint_errors``, and training goes on.
+
+    ``skip_non_finite=True`` (the default) never saves an epoch whose ``train_loss`` or
+    ``valid_loss`` is NaN or infinite: weights that diverged would become the version every
+    resume continues from. The epoch is recorded in the history as ``checkpoint_skipped`` (the
+    reason, e.g. ``'train_loss is nan'``) with a ``CheckpointSaveWarning``, and the previous
+    version stays current. ``skip_non_finite=False`` saves such epochs like any other.
+
+    >>> import math, tempfile
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> class Diverging(Callback):       # stands in for a learning rate that is far too high
+    ...     def on_epoch_end(self, net, **kwargs):
+    ...         if len(net.history) == 2:
+    ...             net.history.record("train_loss", math.nan)
+    >>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp())
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=3, verbose=0, callbacks=[Diverging(), cp])
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     _ = net.fit(*make_data(100))
+    >>> net.history[:, "event_cp"], net.history[1]["checkpoint_skipped"]
+    ([True, False, True], 'train_loss is nan')
     """
 
     call_order = 1  # after the other callbacks' on_epoch_end, so their state is saved; before PrintLog
@@ -88,7 +111,8 @@ class Checkpoint(_SavesFiles):
                  dirname: Any = "", event_name: str | None = "event_cp", sink: Callable = noop,
                  load_best: bool = False, use_safetensors: bool = False,
                  f_train_state: Any = "train_state.pt", keep_last: int | None = 3,
-                 background: bool = False, storage_options: dict | None = None, **kwargs: Any):
+                 background: bool = False, storage_options: dict | None = None, skip_non_finite: bool = True,
+                 **kwargs: Any):
         self.monitor = monitor
         self.f_params = f_params
         self.f_optimizer = f_optimizer
@@ -105,6 +129,7 @@ class Checkpoint(_SavesFiles):
         self.keep_last = keep_last
         self.background = background
         self.storage_options = storage_options
+        self.skip_non_finite = skip_non_finite
         split_f_arguments(type(self).__name__, **kwargs)  # only f_<part> extras
         vars(self).update(kwargs)
         self._validate()
@@ -169,6 +194,8 @@ class Checkpoint(_SavesFiles):
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         self._collect_background_error(net)
         do_checkpoint = self._should_checkpoint(net)
+        if do_checkpoint and self.skip_non_finite:
+            do_checkpoint = not self._skip_non_finite(net)
         if self.event_name is not None:
             net.history.record(self.event_name, bool(do_checkpoint))
         if do_checkpoint:
@@ -206,6 +233,23 @@ class Checkpoint(_SavesFiles):
                            f"{sorted(k for k in row if k != 'batches')}). Validation scores need validation "
                            "data (train_split).")
         return bool(row[self.monitor])
+
+    def _skip_non_finite(self, net: Any) -> bool:
+        """True (with a warning and a ``checkpoint_skipped`` entry) when this epoch's loss is not finite."""
+        row = net.history[-1]
+        bad = [f"{key} is {row[key]}" for key in ("train_loss", "valid_loss")
+               if isinstance(row.get(key), (int, float)) and not math.isfinite(row[key])]
+        if not bad:
+            return False
+        reason = ", ".join(bad)
+        net.history.record("checkpoint_skipped", reason)
+        text = (f"{type(self).__name__}: epoch {len(net.history)} is not saved, its {reason}; the previous "
+                "checkpoint stays the current one. Lower the learning rate, or resume from that checkpoint "
+                "(pass skip_non_finite=False to save such epochs anyway).")
+        warnings.warn(text, CheckpointSaveWarning, stacklevel=3)
+        if self.sink is not noop:
+            emit(self.sink, text, net.verbose)
+        return True
 
     # -- saving --------------------------------------------------------------------------
     def save_model(self, net: Any) -> None:
@@ -246,7 +290,7 @@ class Checkpoint(_SavesFiles):
                                      bytes_writer(history_json(net.history).encode())))
         if "f_pickle" in others:
             files.append(PendingFile(self._name(net, "f_pickle", others["f_pickle"]), "f_pickle",
-                                     bytes_writer(pickle.dumps(net))))
+                                     bytes_writer(pickle_without_credentials(net))))
         if self.f_train_state is not None:
             files.append(PendingFile(self._name(net, "f_train_state", self.f_train_state), "f_train_state",
                                      torch_writer(train_state.capture(net))))
@@ -272,9 +316,14 @@ class Checkpoint(_SavesFiles):
     def _save_direct(self, net: Any) -> None:
         """skorch's way: ``net.save_params`` to each file as given."""
         for key, target in self._f_kwargs().items():
-            if target is not None:
-                net.save_params(**{key: self._join(self._name(net, key, target)) if isinstance(target, str)
-                                   else target})
+            if target is None:
+                continue
+            target = self._join(self._name(net, key, target)) if isinstance(target, str) else target
+            if key == "f_pickle":
+                with open_target(target, "wb") as f:
+                    f.write(pickle_without_credentials(net))
+            else:
+                net.save_params(**{key: target})
 
     def _join(self, name: str) -> str:
         return os.path.join(os.fspath(self.dirname), name) if self.dirname else name
@@ -323,7 +372,7 @@ class Checkpoint(_SavesFiles):
         there is no checkpoint."""
         if self.uses_store():
             store = self.store()
-            version = store.latest_verified()
+            version = store.latest_verified(check=lambda v: unloadable_files(store, v))
             if version is not None:
                 return {entry.key: store.source(version, name) for name, entry in version.files.items()}
             if is_url(os.fspath(self.dirname)):
@@ -352,6 +401,32 @@ class Checkpoint(_SavesFiles):
             self.staging_ = Staging() if self.background else None
 
 
+class _WithoutCredentials(pickle.Pickler):
+    """Pickles objects with every ``*storage_options`` attribute stripped of its secrets."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        names = getattr(obj, "__dict__", None)
+        if isinstance(obj, type) or not isinstance(names, dict) or not any(
+                isinstance(k, str) and k.endswith("storage_options") for k in names):
+            return NotImplemented
+        reduced = obj.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+        if not isinstance(reduced, tuple) or len(reduced) < 3 or not isinstance(reduced[2], dict):
+            return NotImplemented
+        state = {k: without_secrets(v) if isinstance(k, str) and k.endswith("storage_options") else v
+                 for k, v in reduced[2].items()}
+        return (*reduced[:2], state, *reduced[3:])
+
+
+def pickle_without_credentials(net: Any) -> bytes:
+    """``pickle.dumps(net)``, but credentials in ``storage_options`` (of its checkpoints, or
+    routed through the net as ``callbacks__<name>__storage_options``) are left out: a pickle on
+    shared storage must not hand out keys. Endpoints and other settings stay; set the
+    credentials again after loading, or let fsspec read them from the environment."""
+    buffer = io.BytesIO()
+    _WithoutCredentials(buffer, protocol=pickle.DEFAULT_PROTOCOL).dump(net)
+    return buffer.getvalue()
+
+
 class _HistoryOnly:
     """Stands in for a net when formatting file names from a history read from disk."""
 
@@ -360,7 +435,8 @@ class _HistoryOnly:
 
 
 class TrainEndCheckpoint(_SavesFiles):
-    """Saves the net once, when training ends (default file names start with ``train_end_``).
+    """Saves the net once, when training ends (default file names start with ``train_end_``),
+    unless the last epoch's loss is not finite (see ``skip_non_finite`` of :class:`Checkpoint`).
 
     >>> import os, tempfile
     >>> from prefect_torch import NeuralNetClassifier
@@ -378,7 +454,7 @@ class TrainEndCheckpoint(_SavesFiles):
                  f_criterion: Any = "criterion.pt", f_history: Any = "history.json", f_pickle: Any = None,
                  fn_prefix: str = "train_end_", dirname: Any = "", use_safetensors: bool = False,
                  sink: Callable = noop, f_train_state: Any = "train_state.pt", keep_last: int | None = 3,
-                 storage_options: dict | None = None, **kwargs: Any):
+                 storage_options: dict | None = None, skip_non_finite: bool = True, **kwargs: Any):
         self.f_params = f_params
         self.f_optimizer = f_optimizer
         self.f_criterion = f_criterion
@@ -391,6 +467,7 @@ class TrainEndCheckpoint(_SavesFiles):
         self.f_train_state = f_train_state
         self.keep_last = keep_last
         self.storage_options = storage_options
+        self.skip_non_finite = skip_non_finite
         split_f_arguments(type(self).__name__, **kwargs)
         vars(self).update(kwargs)
 
@@ -399,7 +476,8 @@ class TrainEndCheckpoint(_SavesFiles):
         files = {k: v for k, v in vars(self).items() if k.startswith("f_")}
         inner: Checkpoint | None = getattr(self, "checkpoint_", None)
         wanted = dict(files, fn_prefix=self.fn_prefix, dirname=self.dirname, sink=self.sink,
-                      keep_last=self.keep_last, storage_options=self.storage_options)
+                      keep_last=self.keep_last, storage_options=self.storage_options,
+                      skip_non_finite=self.skip_non_finite)
         if inner is None or any(getattr(inner, k, None) != v for k, v in wanted.items()):
             inner = Checkpoint(monitor=None, event_name=None, **wanted).initialize()
             self.checkpoint_ = inner
@@ -412,6 +490,8 @@ class TrainEndCheckpoint(_SavesFiles):
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         checkpoint = self.checkpoint()
+        if self.skip_non_finite and len(net.history) and checkpoint._skip_non_finite(net):
+            return
         checkpoint.store().begin() if checkpoint.uses_store() else None
         checkpoint.save_model(net)
         checkpoint.wait()
@@ -485,6 +565,39 @@ class LoadInitState(Callback):
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
             train_state.restore(net, state)
+
+
+def unloadable_files(store: CheckpointStore, version: Any) -> list[str]:
+    """What in ``version`` (whose hashes match) cannot be loaded: state files that
+    ``torch.load(weights_only=True)`` refuses, a history that is not a JSON list of epochs.
+    Nothing is kept: local files are memory-mapped, so only their pickles are read."""
+    problems = []
+    for name, entry in version.files.items():
+        if entry.key == "f_pickle":  # never loaded (a pickle runs code)
+            continue
+        source = store.source(version, name)
+        try:
+            if entry.key == "f_history":
+                if not all(isinstance(row, dict) for row in History.from_file(source)):
+                    raise ValueError("not a JSON list of epoch records")
+            else:
+                torch.load(source, map_location="cpu", weights_only=True, mmap=isinstance(source, str))
+        except Exception as error:
+            problems.append(f"{name} matches its sha256 but cannot be loaded ({_load_failure(error)})")
+        finally:
+            if hasattr(source, "close"):
+                source.close()
+    return problems
+
+
+def _load_failure(error: BaseException) -> str:
+    """The gist of a load error, without torch's advice to turn the safe loader off."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\n|$)", text)
+    detail = match.group(1) if match else (text.splitlines() or [""])[0]
+    if "weights_only" in detail:
+        detail = "it needs more than torch.load(weights_only=True) allows"
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
 def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:

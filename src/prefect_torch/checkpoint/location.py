@@ -21,6 +21,7 @@ import shutil
 from typing import IO, Any, Callable, Iterator
 
 from .hashing import FileRecord, HashingWriter, sha256_of
+from .redact import masked
 
 WriteFn = Callable[[Any], Any]  # called with a writable binary file
 
@@ -90,6 +91,14 @@ class Location:
     def makedirs(self, rel: str = "") -> None:
         """Create folder ``rel`` (no-op on object stores, which have no folders)."""
 
+    def size(self, rel: str) -> int:
+        """Bytes in file ``rel``."""
+        raise NotImplementedError
+
+    def free_bytes(self) -> int | None:
+        """Bytes free for this location on its device; ``None`` where that cannot be known."""
+        return None
+
     @contextlib.contextmanager
     def lock(self, rel: str) -> Iterator[None]:
         """Exclusive among processes of this machine where the file system allows; else a no-op."""
@@ -101,6 +110,9 @@ class LocalLocation(Location):
 
     def __init__(self, root: str):
         self.root = root or "."
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
 
     def path(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
@@ -156,6 +168,19 @@ class LocalLocation(Location):
     def makedirs(self, rel: str = "") -> None:
         os.makedirs(self.path(rel), exist_ok=True)
 
+    def size(self, rel: str) -> int:
+        return os.path.getsize(self.path(rel))
+
+    def free_bytes(self) -> int | None:
+        path = os.path.abspath(self.root)
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)  # the folder may not exist yet: ask its nearest parent
+        try:
+            stat = os.statvfs(path)
+        except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+            return None
+        return stat.f_bavail * stat.f_frsize
+
     def fsync(self, rel: str = "") -> None:
         fsync_dir(self.path(rel))
 
@@ -188,6 +213,12 @@ class FsspecLocation(Location):
 
         self.root = root.rstrip("/")
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
+        self._shown_options = masked(storage_options)
+
+    def __repr__(self) -> str:
+        """The URL and the storage options, credentials masked (reprs end up in logs)."""
+        options = "".join(f", {k}={v!r}" for k, v in self._shown_options.items())
+        return f"{type(self).__name__}({self.root!r}{options})"
 
     def _full(self, rel: str) -> str:
         return f"{self._base}/{rel}" if rel else self._base
@@ -226,6 +257,9 @@ class FsspecLocation(Location):
     def remove_file(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._full(rel))
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self._full(rel)))
 
 
 class _Writeback:

@@ -19,14 +19,16 @@ intact version with a :class:`CheckpointFallbackWarning`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, NoReturn, Sequence
 
+from . import faults
 from .background import BackgroundCommitter
 from .errors import (
     CheckpointConflictError,
@@ -89,6 +91,10 @@ class CheckpointStore:
     def url(self) -> str:
         return self.location.root
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.location!r}, prefix={self.prefix!r}, "
+                f"keep_last={self.keep_last!r})")
+
     # -- reading -------------------------------------------------------------------------
     def read_manifest(self, _exclude: str | None = None) -> Manifest | None:
         """The committed manifest, ``None`` if nothing was committed yet.
@@ -149,11 +155,12 @@ class CheckpointStore:
                 found.append(f"{name} has a different sha256 than committed (the file was changed or damaged)")
         return found
 
-    def latest_verified(self) -> Version | None:
+    def latest_verified(self, check: Callable[[Version], list[str]] | None = None) -> Version | None:
         """The current version if intact, else the newest intact one (with a warning).
 
-        ``None`` when nothing was committed; :class:`CheckpointCorruptError` when no version
-        is intact.
+        ``check(version)`` may name more problems of a version whose hashes match (e.g. a file
+        that does not load); such a version is skipped like a damaged one. ``None`` when nothing
+        was committed; :class:`CheckpointCorruptError` when no version is intact.
         """
         manifest = self.read_manifest()
         if manifest is None or not manifest.versions:
@@ -161,6 +168,8 @@ class CheckpointStore:
         damaged: list[str] = []
         for version in manifest.newest_first():
             problems = self.problems(version)
+            if not problems and check is not None:
+                problems = check(version)
             if not problems:
                 if damaged:
                     warnings.warn(
@@ -196,11 +205,59 @@ class CheckpointStore:
         else:
             self._seen_generation = manifest.generation if manifest else 0
             self._seen_current = manifest.current if manifest else None
-        if manifest is not None and manifest.current is not None and self._published() != manifest.current:
+        if manifest is not None:
+            self._tidy(manifest)
+
+    def _tidy(self, manifest: Manifest) -> None:
+        """Bring the root files to the current version and remove unfinished version folders
+        and temporary files. What fails (a full disk, a read-only directory) is a warning: the
+        committed versions are intact, and loading reads them, not the root files."""
+        failures: list[str] = []
+        try:
+            stale_root = manifest.current is not None and self._published() != manifest.current
+            if not (stale_root or self._unfinished_folders(manifest) or self._temp_files(manifest)):
+                return  # nothing to do: no lock taken, so a read-only directory still loads quietly
             with self.location.lock(self._lock_name):
-                self._repair_root(manifest)
+                if stale_root:
+                    failures += self._repair_root(manifest)
+                    if not failures:
+                        self._mark_published(manifest.current)
+                for name in self._unfinished_folders(manifest):
+                    self.location.remove_tree(f"{VERSIONS}/{name}")
                 self._remove_temp_files(manifest)
-                self._mark_published(manifest.current)
+        except Exception as error:
+            failures.append(self._describe(error))
+        if failures:
+            current = manifest.version(manifest.current)
+            which = f"version {current.id} (epoch {current.epoch})" if current else "the current version"
+            warnings.warn(
+                f"checkpoint {self.url}: could not finish what an earlier commit left undone: "
+                + "; ".join(failures) + f". Training goes on; {which} stays the current one and loads "
+                "from its version folder, but the plain files at the root may hold an older version "
+                "until this succeeds (it is tried again at the next start and after the next commit).",
+                CheckpointSaveWarning, stacklevel=3,
+            )
+
+    def _describe(self, error: BaseException, what: str = "updating the directory",
+                  needed: int | None = None) -> str:
+        """``error`` as one clause of a warning, a full disk said as such."""
+        explained = faults.explain(error, what, self.url, needed, self.location.free_bytes())
+        return f"{type(explained).__name__}: {explained}"
+
+    def _reraise(self, error: Exception, what: str, needed: int | None = None) -> NoReturn:
+        """Raise ``error``, or a :class:`~.faults.DiskFullError` saying what needed how many
+        bytes when a full disk caused it."""
+        explained = faults.explain(error, what, self.url, needed, self.location.free_bytes())
+        if explained is error:
+            raise error
+        raise explained from error
+
+    def _unfinished_folders(self, manifest: Manifest) -> list[str]:
+        """Version folders that ``manifest`` does not name and that were never finished (no
+        ``version.json``): left by a commit that failed or was killed while writing files."""
+        named = {v.folder.rsplit("/", 1)[-1] for v in manifest.versions}
+        return [name for name in self._own_folders()
+                if name not in named and not self.location.exists(f"{VERSIONS}/{name}/{VERSION_INFO}")]
 
     def _published(self) -> int | None:
         """The version whose files the root holds, as recorded after its last complete publish."""
@@ -212,10 +269,12 @@ class CheckpointStore:
     def _mark_published(self, version_id: int | None) -> None:
         self.location.write(self._published_marker, lambda f: f.write(str(version_id).encode()), durable=False)
 
-    def _repair_root(self, manifest: Manifest) -> None:
+    def _repair_root(self, manifest: Manifest) -> list[str]:
+        """Copy the current version's files that the root lacks; what could not be copied."""
         current = manifest.version(manifest.current)
         if current is None:
-            return
+            return []
+        failures = []
         for name, entry in current.files.items():
             expected = FileRecord(entry.size, entry.sha256)
             try:
@@ -225,15 +284,21 @@ class CheckpointStore:
                     continue  # a damaged version is never published; loading falls back anyway
             except FileNotFoundError:
                 continue
-            self.location.publish(f"{current.folder}/{name}", name)
+            try:
+                self.location.publish(f"{current.folder}/{name}", name)
+            except Exception as error:
+                failures.append(self._describe(error, f"copying {name} to the root", entry.size))
+        return failures
 
     def _remove_temp_files(self, manifest: Manifest) -> None:
         """Temporary files of this series' root files and manifest, left by a killed writer."""
+        for entry in self._temp_files(manifest):
+            self.location.remove_file(entry)
+
+    def _temp_files(self, manifest: Manifest) -> list[str]:
         names = {self.manifest_name} | {name for v in manifest.versions for name in v.files}
         pattern = re.compile(rf"^\.({'|'.join(map(re.escape, sorted(names)))})\.tmp-[0-9a-f]+$")
-        for entry in self.location.listdir(""):
-            if pattern.match(entry):
-                self.location.remove_file(entry)
+        return [entry for entry in self.location.listdir("") if pattern.match(entry)]
 
     def claim(self, label: dict[str, Any], check: Callable[[Manifest], None] | None = None) -> Manifest:
         """Become the one writer of this directory, before training, after :meth:`begin`.
@@ -288,21 +353,7 @@ class CheckpointStore:
         """
         self.wait()
         folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
-        self.location.makedirs(folder)
-        entries = {}
-        for pending in files:
-            record = self.location.write(f"{folder}/{pending.name}", pending.write)
-            entries[pending.name] = FileEntry(pending.key, record.size, record.sha256)
-            _test_pause("file")
-        version = Version(id=0, epoch=epoch, folder=folder, files=entries, metrics=dict(metrics or {}),
-                          time=time.time(), writer=self.writer)
-        # a spare copy of the version's record, read only to rebuild a damaged manifest (which
-        # verifies the files again), so it need not reach the disk before the commit
-        self.location.write(f"{folder}/{VERSION_INFO}", lambda f: f.write(json.dumps(version.to_dict()).encode()),
-                            durable=False)
-        if hasattr(self.location, "fsync"):
-            self.location.fsync(folder)  # its files' entries...
-            self.location.fsync(VERSIONS)  # ...and its own, before the manifest names it
+        version = self._write_version(folder, files, epoch, metrics)
         _test_pause("before-manifest")
         with self.location.lock(self._lock_name):
             manifest = self.read_manifest(_exclude=folder) or Manifest(prefix=self.prefix)
@@ -320,6 +371,52 @@ class CheckpointStore:
             self._finish(version, manifest, dropped)
         return version
 
+    def _write_version(self, folder: str, files: Sequence[PendingFile], epoch: int,
+                       metrics: dict[str, Any] | None) -> Version:
+        """Write the files of a version under ``folder``, durably. On failure the folder is
+        removed again, and a full disk is reported as such."""
+        try:
+            self.location.makedirs(folder)
+            entries = {}
+            for pending in files:
+                record = self.location.write(f"{folder}/{pending.name}", pending.write)
+                entries[pending.name] = FileEntry(pending.key, record.size, record.sha256)
+                _test_pause("file")
+            version = Version(id=0, epoch=epoch, folder=folder, files=entries, metrics=dict(metrics or {}),
+                              time=time.time(), writer=self.writer)
+            # a spare copy of the version's record, read only to rebuild a damaged manifest (which
+            # verifies the files again), so it need not reach the disk before the commit
+            self.location.write(f"{folder}/{VERSION_INFO}",
+                                lambda f: f.write(json.dumps(version.to_dict()).encode()), durable=False)
+            if hasattr(self.location, "fsync"):
+                self.location.fsync(folder)  # its files' entries...
+                self.location.fsync(VERSIONS)  # ...and its own, before the manifest names it
+            return version
+        except Exception as error:
+            needed = self._bytes_needed(folder)
+            with contextlib.suppress(Exception):
+                self.location.remove_tree(folder)
+            self._reraise(error, f"writing the version of epoch {epoch}", needed)
+        except BaseException:  # an interrupt: no half-written folder stays behind either
+            with contextlib.suppress(Exception):
+                self.location.remove_tree(folder)
+            raise
+
+    def _bytes_needed(self, folder: str) -> int | None:
+        """About what a version takes: the size of the current one, else what ``folder`` (a
+        failed write) holds."""
+        try:
+            manifest = Manifest.from_json(self.location.read_bytes(self.manifest_name))
+            current = manifest.version(manifest.current)
+            if current is not None:
+                return current.size
+        except Exception:
+            pass
+        try:
+            return sum(self.location.size(f"{folder}/{name}") for name in self.location.listdir(folder)) or None
+        except Exception:
+            return None
+
     def wait(self) -> None:
         """Wait for the root files and pruning of the last commit (``finish_in_background``)."""
         if self._finisher is not None:
@@ -329,17 +426,24 @@ class CheckpointStore:
         """After a commit: the root files show ``version``, dropped and unfinished versions go.
 
         The commit stands whatever happens here: a failure is a warning, and the next
-        :meth:`begin` repairs the root files.
+        :meth:`begin` repairs the root files. Pruning goes first: on a full disk, the space it
+        frees is what the root copies need.
         """
+        failures: list[str] = []
         try:
             with self.location.lock(self._lock_name):
+                try:
+                    self._prune(manifest, dropped)
+                except Exception as error:
+                    failures.append(f"pruning old versions failed: {self._describe(error)}")
                 self._publish(version)
                 self._mark_published(version.id)
-                self._prune(manifest, dropped)
         except Exception as error:
-            warnings.warn(f"checkpoint {self.url}: version {version.id} is committed, but updating the plain "
-                          f"files at the root or pruning old versions failed: {type(error).__name__}: {error}",
-                          CheckpointSaveWarning, stacklevel=2)
+            failures.append(f"updating the plain files at the root failed: {self._describe(error)}")
+        if failures:
+            warnings.warn(f"checkpoint {self.url}: version {version.id} (epoch {version.epoch}) is committed and "
+                          f"stays the current one, but " + "; ".join(failures)
+                          + ". The next start tries again.", CheckpointSaveWarning, stacklevel=2)
 
     def _check_no_other_writer(self, manifest: Manifest) -> None:
         if self._seen_generation is None or manifest.generation == self._seen_generation:
@@ -363,8 +467,11 @@ class CheckpointStore:
         Each file is replaced atomically; they are conveniences (the manifest is the truth),
         so the folder is not fsynced for them.
         """
-        for name in version.files:
-            self.location.publish(f"{version.folder}/{name}", name)
+        for name, entry in version.files.items():
+            try:
+                self.location.publish(f"{version.folder}/{name}", name)
+            except Exception as error:
+                self._reraise(error, f"copying {name} to the root", entry.size)
 
     def _prune(self, manifest: Manifest, dropped: list[Version]) -> None:
         """Remove dropped versions and folders no commit finished (left by a crash)."""
@@ -374,3 +481,4 @@ class CheckpointStore:
         for folder in sorted(doomed):
             self.location.remove_tree(folder)
         self._remove_temp_files(manifest)
+
