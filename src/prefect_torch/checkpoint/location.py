@@ -23,6 +23,7 @@ import io
 import os
 import secrets
 import shutil
+import threading
 import urllib.parse
 from typing import IO, Any, Callable, Iterator
 
@@ -221,10 +222,13 @@ class FsspecLocation(Location):
 
     def __init__(self, root: str, **storage_options: Any):
         import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
 
         self.root = root.rstrip("/")
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
         self._probed: tuple[str | None] | None = None
+        # a file system no other process sees (memory://): a lock in this process serialises writers
+        self._process_local = type(self.fs) is MemoryFileSystem
 
     def _full(self, rel: str) -> str:
         return f"{self._base}/{rel}" if rel else self._base
@@ -252,7 +256,7 @@ class FsspecLocation(Location):
         return sync(self.fs.loop, _s3_get_tagged, self.fs, self._full(rel))
 
     def write_if_unchanged(self, rel: str, data: bytes, tag: str | None) -> None:
-        if self.unenforced() is not None:
+        if self._process_local or self.unenforced() is not None:  # the lock serialises, or nothing can
             self.write_atomic(rel, data)
             return
         condition = {"mode": "create"} if tag is None else {"IfMatch": tag}
@@ -266,6 +270,8 @@ class FsspecLocation(Location):
     def unenforced(self) -> str | None:
         """Whether this storage refuses a write whose condition fails, checked once with a
         probe object beside the files (removed again); ``None`` if it does."""
+        if self._process_local:
+            return None
         if self._probed is None:
             self._probed = (self._probe(),)
         return self._probed[0]
@@ -296,6 +302,16 @@ class FsspecLocation(Location):
             return None
         finally:
             self.remove_file(rel)
+
+    @contextlib.contextmanager
+    def lock(self, rel: str) -> Iterator[None]:
+        if not self._process_local:
+            yield  # object stores: conditional writes instead (see write_if_unchanged)
+            return
+        with _PROCESS_LOCKS_GUARD:
+            lock = _PROCESS_LOCKS.setdefault(self._full(rel), threading.RLock())
+        with lock:
+            yield
 
     def endpoint(self) -> str:
         """Which server holds this location, e.g. ``S3 endpoint http://host:9000``; no credentials."""
@@ -333,6 +349,10 @@ class FsspecLocation(Location):
     def remove_file(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._full(rel))
+
+
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
 
 
 async def _s3_get_tagged(fs: Any, path: str) -> tuple[bytes, str | None]:

@@ -395,7 +395,7 @@ class CheckpointStore:
         if reason is not None and (self.url, reason) not in _warned_unenforced:
             _warned_unenforced.add((self.url, reason))
             warnings.warn(
-                f"checkpoint {self.url}: {reason}, so two processes committing here at the same time are "
+                f"checkpoint {self.url}: {reason}, so two writers committing here at the same time are "
                 "not kept apart (the last manifest written wins). Pruning leaves alone every version folder "
                 "this writer did not commit itself. Give each live training its own directory.",
                 CheckpointConcurrencyWarning, stacklevel=5)
