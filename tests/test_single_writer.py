@@ -154,6 +154,14 @@ def test_probe_finds_conditional_writes_on_seaweedfs_and_leaves_nothing(s3_serve
     assert not [path for path in left if ".prefect-torch-probe-" in path]  # the probe object is gone
 
 
+def test_the_endpoint_named_in_warnings_carries_no_credentials():
+    from prefect_torch.checkpoint.location import FsspecLocation
+
+    location = FsspecLocation("s3://bucket/cp", key="AKIDEXAMPLE", secret="s3cr3t-value",
+                              endpoint_url="http://user:s3cr3t-value@storage.example:9000")
+    assert location.endpoint() == "S3 endpoint http://storage.example:9000"
+
+
 # -- an fsspec file system without conditional writes ----------------------------------------------
 class RacingMemoryFileSystem(MemoryFileSystem):
     """In-memory files, as another process on a shared store would see them (no conditional writes)."""
@@ -172,15 +180,16 @@ def test_storage_without_conditional_writes_warns_once_and_prunes_nothing_anothe
     register_implementation("racingmemory", RacingMemoryFileSystem, clobber=True)
     url = f"racingmemory://cp-{uuid.uuid4().hex}"
     a = CheckpointStore(url, keep_last=1, writer={"worker": "a"})
-    b = CheckpointStore(url, keep_last=1, writer={"worker": "b"})
+    b = CheckpointStore(url, keep_last=2, writer={"worker": "b"})
     try:
         with pytest.warns(CheckpointConcurrencyWarning, match="'racingmemory'.*no conditional writes") as caught:
             a.commit(pending(1), epoch=1)
+            a.commit(pending(2), epoch=2)
         assert len([w for w in caught if w.category is CheckpointConcurrencyWarning]) == 1
         a.begin()
         b.begin()
-        # both read generation 1; a writes generation 2, then b overwrites it with its own
-        # generation 2 (nothing refuses it), and only then does a prune
+        # both read generation 2; a writes generation 3 (dropping epoch 2), then b overwrites it
+        # with its own generation 3 (nothing refuses it), which keeps epoch 2; only then does a prune
         b_read, a_wrote, b_wrote = threading.Event(), threading.Event(), threading.Event()
         write_a, write_b, finish_a = a.location.write_if_unchanged, b.location.write_if_unchanged, a._finish
 
@@ -200,24 +209,46 @@ def test_storage_without_conditional_writes_warns_once_and_prunes_nothing_anothe
             finish_a(*args)
 
         a.location.write_if_unchanged, b.location.write_if_unchanged, a._finish = a_writes, b_writes, a_finishes_after_b
-        racer = threading.Thread(target=b.commit, args=(pending(3),), kwargs={"epoch": 3})
+        racer = threading.Thread(target=b.commit, args=(pending(4),), kwargs={"epoch": 4})
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # warned once already for this directory
             racer.start()
-            a.commit(pending(2), epoch=2)
+            a.commit(pending(3), epoch=3)
             racer.join(30)
         manifest = b.read_manifest()
         assert manifest.writer["worker"] == "b"
-        # a found b's manifest before pruning: it pruned nothing; b's versions are all intact
-        assert [v.epoch for v in manifest.versions] == [1, 3]
+        # a found b's manifest before pruning: it pruned nothing and left the root files alone
+        assert [v.epoch for v in manifest.versions] == [1, 2, 4]
         for version in manifest.versions:
             assert b.problems(version) == []
+            assert torch.equal(weights_of(b, version), torch.full((64, 1024), float(version.epoch)))
+        assert torch.equal(torch.load(b.location.open_read("params.pt"), weights_only=True)["w"],
+                           torch.full((64, 1024), 4.0))
         folders = [n for n in a.location.listdir("versions") if n.startswith("epoch-")]
-        assert len(folders) == 3  # a's epoch 2, named by no manifest now, is left alone
-        assert b.latest_verified().epoch == 3
+        assert len(folders) == 4  # a's epoch 3, named by no manifest now, is left alone
+        assert b.latest_verified().epoch == 4
         with pytest.raises(CheckpointConflictError, match="worker b"):
-            a.commit(pending(4), epoch=4)  # the same generation, but another writer's: a stops
-        assert b.latest_verified().epoch == 3
+            a.commit(pending(5), epoch=5)  # the same generation, but another writer's: a stops
+        assert b.latest_verified().epoch == 4
+    finally:
+        a.location.remove_tree("")
+
+
+def test_memory_urls_keep_writers_apart_with_a_lock_in_the_process():
+    url = f"memory://cp-{uuid.uuid4().hex}"  # no other process sees it: no warning needed
+    a = CheckpointStore(url, writer={"worker": "a"})
+    b = CheckpointStore(url, writer={"worker": "b"})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            a.commit(pending(1), epoch=1)
+            a.begin()
+            b.begin()
+            b.commit(pending(2), epoch=2)
+            with pytest.raises(CheckpointConflictError, match="worker b"):
+                a.commit(pending(3), epoch=3)
+        assert [v.epoch for v in b.read_manifest().versions] == [1, 2]
+        assert len([n for n in b.location.listdir("versions") if n.startswith("epoch-")]) == 2
     finally:
         a.location.remove_tree("")
 
@@ -237,6 +268,8 @@ def test_local_the_writer_that_began_before_the_others_last_commit_stops(tmp_pat
     refused = second.do(op="commit", epoch=2)
     assert not refused["ok"] and refused["error"].startswith("CheckpointConflictError")
     assert "worker first" in refused["error"] and url in refused["error"]
+    named = {v.folder.split("/")[1] for v in CheckpointStore(url).read_manifest().versions}
+    assert {n for n in os.listdir(tmp_path / "cp" / "versions") if n.startswith("epoch-")} == named
     assert first.do(op="commit", epoch=3)["ok"]  # the running writer goes on
     store = CheckpointStore(url)
     manifest = assert_every_named_version_intact(store)
