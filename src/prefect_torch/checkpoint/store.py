@@ -357,9 +357,9 @@ class CheckpointStore:
             self._saw(manifest)
         _test_pause("after-manifest")
         if self._finisher is not None:
-            self._finisher.submit(lambda: self._finish(version, manifest, dropped, unfinished))
+            self._finisher.submit(lambda: self._finish(version, dropped, unfinished))
         else:
-            self._finish(version, manifest, dropped, unfinished)
+            self._finish(version, dropped, unfinished)
         return version
 
     def _update_manifest(self, change: Callable[[Manifest], bool], exclude: str | None = None) -> Manifest:
@@ -417,8 +417,7 @@ class CheckpointStore:
         if self._finisher is not None:
             self._finisher.wait()
 
-    def _finish(self, version: Version, manifest: Manifest, dropped: list[Version],
-                unfinished: set[str] | None = None) -> None:
+    def _finish(self, version: Version, dropped: list[Version], unfinished: set[str]) -> None:
         """After a commit: the root files show ``version``, dropped and unfinished versions go.
 
         Only while this commit's manifest is still the newest: once another writer committed,
@@ -432,7 +431,7 @@ class CheckpointStore:
                     return
                 self._publish(version)
                 self._mark_published(version.id)
-                self._prune(fresh, dropped, unfinished or set())
+                self._prune(fresh, dropped, unfinished)
         except Exception as error:
             warnings.warn(f"checkpoint {self.url}: version {version.id} is committed, but updating the plain "
                           f"files at the root or pruning old versions failed: {type(error).__name__}: {error}",
