@@ -16,6 +16,7 @@
 It knows files, state dicts and bytes; nets and Prefect are not its business.
 """
 from .errors import (
+    CheckpointConcurrencyWarning,
     CheckpointConflictError,
     CheckpointCorruptError,
     CheckpointError,
@@ -40,4 +41,5 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointFallbackWarning",
     "CheckpointSaveWarning",
+    "CheckpointConcurrencyWarning",
 ]

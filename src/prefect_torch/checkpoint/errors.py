@@ -20,3 +20,9 @@ class CheckpointFallbackWarning(UserWarning):
 
 class CheckpointSaveWarning(UserWarning):
     """Saving a checkpoint failed; training went on without it."""
+
+
+class CheckpointConcurrencyWarning(UserWarning):
+    """The storage cannot keep two writers of one checkpoint directory apart (no locks, no
+    conditional writes): nothing committed is pruned while another writer may name it, but
+    two live writers are not stopped there."""

@@ -10,6 +10,11 @@ Local writes are durable before they count: every file is fsynced, small files a
 atomically (temp file + ``os.replace``), and folders are fsynced after their entries change.
 On object stores (``s3://``) an object appears whole or not at all when its upload completes,
 which gives the same guarantees.
+
+One writer at a time: :meth:`Location.read_tagged` and :meth:`Location.write_if_unchanged` make
+replacing a small file a compare-and-swap. Local folders serialise writers with :meth:`Location.lock`
+(``flock``); S3 endpoints with conditional writes (``If-Match`` / ``If-None-Match: *`` on
+PutObject), which :meth:`FsspecLocation.unenforced` checks once with a probe object.
 """
 from __future__ import annotations
 
@@ -18,12 +23,18 @@ import io
 import os
 import secrets
 import shutil
+import threading
+import urllib.parse
 from typing import IO, Any, Callable, Iterator
 
 from .hashing import FileRecord, HashingWriter, sha256_of
 from .redact import masked
 
 WriteFn = Callable[[Any], Any]  # called with a writable binary file
+
+
+class WriteConflict(Exception):
+    """A conditional write found the file changed (or created) since it was read."""
 
 
 def is_url(target: Any) -> bool:
@@ -42,6 +53,10 @@ def open_location(root: str | os.PathLike, **storage_options: Any) -> "Location"
 class Location:
     """The operations the store needs; paths are relative to the location's root, with ``/``."""
 
+    #: True where removing a folder makes a writer's next file in it fail (local disks), rather
+    #: than land anyway (object stores, whose "folders" are only key prefixes)
+    real_folders = False
+
     root: str
 
     def url(self, rel: str) -> str:
@@ -58,6 +73,25 @@ class Location:
 
     def read_bytes(self, rel: str) -> bytes:
         raise NotImplementedError
+
+    def read_tagged(self, rel: str) -> tuple[bytes, str | None]:
+        """The content of ``rel`` and a tag of that content for :meth:`write_if_unchanged`
+        (an S3 ETag; ``None`` where the storage has none). ``FileNotFoundError`` if absent."""
+        return self.read_bytes(rel), None
+
+    def write_if_unchanged(self, rel: str, data: bytes, tag: str | None) -> None:
+        """Replace ``rel`` with ``data`` if it still holds what :meth:`read_tagged` tagged ``tag``
+        (``tag`` ``None``: only if ``rel`` does not exist), else :class:`WriteConflict`.
+
+        Where :meth:`unenforced` says so, the condition is not checked: a plain atomic replace
+        (local folders serialise writers with :meth:`lock` instead).
+        """
+        self.write_atomic(rel, data)
+
+    def unenforced(self) -> str | None:
+        """``None`` when writers are serialised (lock or conditional writes); else why not,
+        naming the storage (never its credentials)."""
+        return None
 
     def open_read(self, rel: str) -> IO[bytes]:
         raise NotImplementedError
@@ -107,6 +141,8 @@ class Location:
 
 class LocalLocation(Location):
     """A folder on a local (or mounted) file system."""
+
+    real_folders = True
 
     def __init__(self, root: str):
         self.root = root or "."
@@ -184,6 +220,13 @@ class LocalLocation(Location):
     def fsync(self, rel: str = "") -> None:
         fsync_dir(self.path(rel))
 
+    def unenforced(self) -> str | None:
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:  # pragma: no cover - Windows
+            return f"{self.root}: this platform has no file locks (fcntl)"
+        return None
+
     @contextlib.contextmanager
     def lock(self, rel: str) -> Iterator[None]:
         try:
@@ -210,9 +253,13 @@ class FsspecLocation(Location):
 
     def __init__(self, root: str, **storage_options: Any):
         import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
 
         self.root = root.rstrip("/")
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
+        self._probed: tuple[str | None] | None = None
+        # a file system no other process sees (memory://): a lock in this process serialises writers
+        self._process_local = type(self.fs) is MemoryFileSystem
         self._shown_options = masked(storage_options)
 
     def __repr__(self) -> str:
@@ -233,6 +280,88 @@ class FsspecLocation(Location):
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self._full(rel))
+
+    def _is_s3(self) -> bool:
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        return "s3" in protocols and hasattr(self.fs, "_call_s3")
+
+    def read_tagged(self, rel: str) -> tuple[bytes, str | None]:
+        if not self._is_s3():
+            return self.read_bytes(rel), None
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, _s3_get_tagged, self.fs, self._full(rel))
+
+    def write_if_unchanged(self, rel: str, data: bytes, tag: str | None) -> None:
+        if self._process_local or self.unenforced() is not None:  # the lock serialises, or nothing can
+            self.write_atomic(rel, data)
+            return
+        condition = {"mode": "create"} if tag is None else {"IfMatch": tag}
+        try:
+            self.fs.pipe_file(self._full(rel), data, **condition)
+        except OSError as error:
+            if _precondition_failed(error):
+                raise WriteConflict(f"{self.url(rel)} changed since it was read") from error
+            raise
+
+    def unenforced(self) -> str | None:
+        """Whether this storage refuses a write whose condition fails, checked once with a
+        probe object beside the files (removed again); ``None`` if it does."""
+        if self._process_local:
+            return None
+        if self._probed is None:
+            self._probed = (self._probe(),)
+        return self._probed[0]
+
+    def _probe(self) -> str | None:
+        if not self._is_s3():
+            return f"its fsspec file system ({self.fs.protocol!r}) has no conditional writes"
+        rel = f".prefect-torch-probe-{secrets.token_hex(4)}"
+        path = self._full(rel)
+        try:
+            self.fs.pipe_file(path, b"1")
+            _, tag = self.read_tagged(rel)
+            for condition in ({"mode": "create"}, {"IfMatch": '"%s"' % ("0" * 32)}):
+                try:
+                    self.fs.pipe_file(path, b"2", **condition)
+                except OSError as error:
+                    if _precondition_failed(error):
+                        continue
+                    return f"{self.endpoint()} refused a conditional write ({type(error).__name__}: {error})"
+                return (f"{self.endpoint()} ignores conditional writes (S3 PutObject with "
+                        f"{'If-None-Match: *' if 'mode' in condition else 'If-Match'} replaced an object)")
+            if tag is None:
+                return f"{self.endpoint()} gives no ETag"
+            try:
+                self.fs.pipe_file(path, b"3", IfMatch=tag)
+            except OSError as error:
+                return f"{self.endpoint()} refused a write with a matching If-Match ({type(error).__name__})"
+            return None
+        finally:
+            self.remove_file(rel)
+
+    @contextlib.contextmanager
+    def lock(self, rel: str) -> Iterator[None]:
+        if not self._process_local:
+            yield  # object stores: conditional writes instead (see write_if_unchanged)
+            return
+        with _PROCESS_LOCKS_GUARD:
+            lock = _PROCESS_LOCKS.setdefault(self._full(rel), threading.RLock())
+        with lock:
+            yield
+
+    def endpoint(self) -> str:
+        """Which server holds this location, e.g. ``S3 endpoint http://host:9000``; no credentials."""
+        if not self._is_s3():
+            return f"fsspec file system {self.fs.protocol!r}"
+        client = getattr(self.fs, "_s3", None)
+        url = getattr(getattr(client, "meta", None), "endpoint_url", None) or self.fs.endpoint_url \
+            or (self.fs.client_kwargs or {}).get("endpoint_url") or "AWS"
+        parts = urllib.parse.urlsplit(str(url))
+        if parts.hostname and (parts.username or parts.password):  # never a secret in a message
+            port = f":{parts.port}" if parts.port else ""
+            url = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.hostname}{port}"))
+        return f"S3 endpoint {url}"
 
     def open_read(self, rel: str) -> IO[bytes]:
         return io.BytesIO(self.read_bytes(rel))
@@ -260,6 +389,32 @@ class FsspecLocation(Location):
 
     def size(self, rel: str) -> int:
         return int(self.fs.size(self._full(rel)))
+
+
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+async def _s3_get_tagged(fs: Any, path: str) -> tuple[bytes, str | None]:
+    """An object's bytes and its ETag, from one GET (so they belong together)."""
+    bucket, key, version_id = fs.split_path(path)
+    response = await fs._call_s3("get_object", Bucket=bucket, Key=key,
+                                 **({"VersionId": version_id} if version_id else {}))
+    try:
+        return await response["Body"].read(), response.get("ETag")
+    finally:
+        response["Body"].close()
+
+
+def _precondition_failed(error: BaseException) -> bool:
+    """True when an S3 write was refused because its ``If-Match``/``If-None-Match`` failed
+    (412), or a concurrent conditional write won (409 ``ConditionalRequestConflict``)."""
+    if isinstance(error, FileExistsError):
+        return True
+    response = getattr(error.__cause__, "response", None) or {}
+    code = (response.get("Error") or {}).get("Code")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412
 
 
 class _Writeback:

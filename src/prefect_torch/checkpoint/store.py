@@ -16,6 +16,12 @@ versions with their sizes and sha256, and the ``current`` and ``best`` ones. The
 ``load_params(f_params=...)`` read them directly. A kill at any instant leaves the previous
 manifest, or the new one, never a mix; loading verifies hashes and falls back to the newest
 intact version with a :class:`CheckpointFallbackWarning`.
+
+One writer at a time: every manifest write is a compare-and-swap against the manifest this
+writer read (under a ``flock`` on local disks, with S3 conditional writes on object stores), and
+a writer that finds a manifest it did not write, since it began or last committed, stops with a
+:class:`CheckpointConflictError` and removes its uncommitted folder. Where the storage can do
+neither, a :class:`CheckpointConcurrencyWarning` says so once, and pruning stays on the safe side.
 """
 from __future__ import annotations
 
@@ -31,18 +37,21 @@ from typing import Any, Callable, NamedTuple, NoReturn, Sequence
 from . import faults
 from .background import BackgroundCommitter
 from .errors import (
+    CheckpointConcurrencyWarning,
     CheckpointConflictError,
     CheckpointCorruptError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
 )
 from .hashing import FileRecord
-from .location import Location, WriteFn, open_location
+from .location import Location, WriteConflict, WriteFn, open_location
 from .manifest import FileEntry, Manifest, Version, writer_identity
 
 VERSIONS = "versions"
 VERSION_INFO = "version.json"
 KEPT_CLAIMS = 20
+MANIFEST_SWAP_TRIES = 8  # compare-and-swap rounds lost to writes that change no generation (releases)
+_warned_unenforced: set[tuple[str, str]] = set()  # once per directory and process
 
 
 class PendingFile(NamedTuple):
@@ -82,6 +91,7 @@ class CheckpointStore:
         self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
         self._seen_generation: int | None = None
         self._seen_current: int | None = None
+        self._seen_writer: str | None = None  # the session that wrote the manifest last seen
         self._claimed = False
         self._published_marker = f"{VERSIONS}/.{prefix}published"
         self.finish_in_background = finish_in_background
@@ -102,18 +112,22 @@ class CheckpointStore:
         A damaged manifest is rebuilt from the version folders (with a warning), leaving out
         ``_exclude`` (the folder a commit in progress just wrote).
         """
+        return self._read_manifest_tagged(_exclude)[0]
+
+    def _read_manifest_tagged(self, exclude: str | None = None) -> tuple[Manifest | None, str | None]:
+        """:meth:`read_manifest`, and the tag of what was read for :meth:`_swap_manifest`."""
         try:
-            raw = self.location.read_bytes(self.manifest_name)
+            raw, tag = self.location.read_tagged(self.manifest_name)
         except FileNotFoundError:
-            return None
+            return None, None
         try:
-            return Manifest.from_json(raw)
+            return Manifest.from_json(raw), tag
         except (ValueError, KeyError, TypeError) as error:
             warnings.warn(
                 f"{self.location.url(self.manifest_name)} is damaged ({error}); rebuilding the list of "
-                "versions from the version folders", CheckpointFallbackWarning, stacklevel=2,
+                "versions from the version folders", CheckpointFallbackWarning, stacklevel=3,
             )
-            return self._rebuild_manifest(_exclude)
+            return self._rebuild_manifest(exclude), tag
 
     def _rebuild_manifest(self, exclude: str | None) -> Manifest:
         # a repair by this writer is not another writer's commit: keep the generation it knows
@@ -205,6 +219,7 @@ class CheckpointStore:
         else:
             self._seen_generation = manifest.generation if manifest else 0
             self._seen_current = manifest.current if manifest else None
+            self._seen_writer = manifest.writer.get("session") if manifest else None
         if manifest is not None:
             self._tidy(manifest)
 
@@ -254,7 +269,15 @@ class CheckpointStore:
 
     def _unfinished_folders(self, manifest: Manifest) -> list[str]:
         """Version folders that ``manifest`` does not name and that were never finished (no
-        ``version.json``): left by a commit that failed or was killed while writing files."""
+        ``version.json``): left by a commit that failed or was killed while writing files.
+
+        Only where folders are real (local disks): there, a live writer whose folder is removed
+        fails at its next file and commits nothing. On an object store its next files would land
+        anyway and its commit could name a version with files missing, so such folders are left
+        to the pruning after this writer's own commit (when any writer of theirs can no longer
+        commit)."""
+        if not self.location.real_folders:
+            return []
         named = {v.folder.rsplit("/", 1)[-1] for v in manifest.versions}
         return [name for name in self._own_folders()
                 if name not in named and not self.location.exists(f"{VERSIONS}/{name}/{VERSION_INFO}")]
@@ -312,20 +335,25 @@ class CheckpointStore:
         """
         self.wait()
         self.writer = writer_identity(label)
-        with self.location.lock(self._lock_name):
-            manifest = self.read_manifest() or Manifest(prefix=self.prefix)
+        before: list[Manifest] = []
+
+        def take(manifest: Manifest) -> bool:  # run again on a fresh manifest if another writer came first
             if self._seen_generation is not None and manifest.current != self._seen_current:
                 self._check_no_other_writer(manifest)
             if check is not None:
                 check(manifest)
-            before = Manifest.from_json(manifest.to_json())
+            before[:] = [Manifest.from_json(manifest.to_json())]
             manifest.generation += 1
             manifest.writer = self.writer
             claim = {**self.writer, "epoch": manifest.current_epoch, "finished": None}
             manifest.claims = [*manifest.claims, claim][-KEPT_CLAIMS:]
-            self.location.write_atomic(self.manifest_name, manifest.to_json())
-            self._seen_generation, self._seen_current, self._claimed = manifest.generation, manifest.current, True
-        return before
+            return True
+
+        with self.location.lock(self._lock_name):
+            manifest = self._update_manifest(take)
+            self._saw(manifest)
+            self._claimed = True
+        return before[0]
 
     def release(self) -> None:
         """Record that this writer's claim ended normally (see :meth:`claim`); it stays the
@@ -333,15 +361,21 @@ class CheckpointStore:
         self.wait()
         if not self._claimed:
             return
-        with self.location.lock(self._lock_name):
-            manifest = self.read_manifest()
-            if manifest is None or manifest.generation != self._seen_generation:
-                return  # another writer took over; its claim is not ours to close
+
+        def close(manifest: Manifest) -> bool:
+            if not self._wrote_last(manifest):
+                return False  # another writer took over; its claim is not ours to close
             for claim in reversed(manifest.claims):
                 if claim.get("session") == self.writer["session"]:
                     claim["finished"] = time.time()
                     break
-            self.location.write_atomic(self.manifest_name, manifest.to_json())
+            return True
+
+        with self.location.lock(self._lock_name):
+            try:
+                self._update_manifest(close)
+            except CheckpointConflictError:
+                pass  # the manifest kept changing: others write here now, the claim is theirs
         self._claimed = False
 
     def commit(self, files: Sequence[PendingFile], epoch: int, metrics: dict[str, Any] | None = None,
@@ -355,20 +389,36 @@ class CheckpointStore:
         folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
         version = self._write_version(folder, files, epoch, metrics)
         _test_pause("before-manifest")
-        with self.location.lock(self._lock_name):
-            manifest = self.read_manifest(_exclude=folder) or Manifest(prefix=self.prefix)
+        dropped: list[Version] = []
+        unfinished: set[str] = set()
+
+        def add(manifest: Manifest) -> bool:  # run again on a fresh manifest if another writer came first
             self._check_no_other_writer(manifest)
+            # folders no manifest names now, seen before this commit: their writers (if alive)
+            # began before it, so they can no longer commit; folders that appear later may be
+            # a live writer's next version, and are left alone
+            named = {v.folder for v in manifest.versions} | {folder}
+            unfinished.clear()
+            unfinished.update(f"{VERSIONS}/{name}" for name in self._own_folders()
+                              if f"{VERSIONS}/{name}" not in named)
             manifest.add(version, best=best)
-            dropped = manifest.retain(self.keep_last)
+            dropped[:] = manifest.retain(self.keep_last)
             manifest.generation += 1
             manifest.writer = self.writer
-            self.location.write_atomic(self.manifest_name, manifest.to_json())
-            self._seen_generation, self._seen_current = manifest.generation, manifest.current
+            return True
+
+        with self.location.lock(self._lock_name):
+            try:
+                manifest = self._update_manifest(add, exclude=folder)
+            except CheckpointConflictError:
+                self.location.remove_tree(folder)  # never committed: nobody names it
+                raise
+            self._saw(manifest)
         _test_pause("after-manifest")
         if self._finisher is not None:
-            self._finisher.submit(lambda: self._finish(version, manifest, dropped))
+            self._finisher.submit(lambda: self._finish(version, dropped, unfinished))
         else:
-            self._finish(version, manifest, dropped)
+            self._finish(version, dropped, unfinished)
         return version
 
     def _write_version(self, folder: str, files: Sequence[PendingFile], epoch: int,
@@ -417,23 +467,77 @@ class CheckpointStore:
         except Exception:
             return None
 
+    def _update_manifest(self, change: Callable[[Manifest], bool], exclude: str | None = None) -> Manifest:
+        """Read the manifest, let ``change`` edit it (it returns whether to write; it may raise
+        :class:`CheckpointConflictError`), and write it back as one compare-and-swap: if another
+        writer replaced the manifest in between, start over from a fresh read."""
+        for _ in range(MANIFEST_SWAP_TRIES):
+            read, tag = self._read_manifest_tagged(exclude)
+            manifest = read or Manifest(prefix=self.prefix)
+            if not change(manifest) or self._swap_manifest(manifest, tag if read is not None else None):
+                return manifest
+        raise CheckpointConflictError(
+            f"checkpoint {self.url}: the manifest changed under this writer {MANIFEST_SWAP_TRIES} times in a "
+            "row: other writers are active here. Two live trainings must not share a checkpoint directory: "
+            "give each its own dirname. This run stops without committing.")
+
+    def _swap_manifest(self, manifest: Manifest, tag: str | None) -> bool:
+        """Write ``manifest`` if the manifest read with ``tag`` (``None``: none) is still there;
+        ``False`` if another writer replaced it first."""
+        self._warn_if_unenforced()
+        data = manifest.to_json()
+        try:
+            self.location.write_if_unchanged(self.manifest_name, data, tag)
+        except WriteConflict:
+            try:  # a request retried after its first try had succeeded is refused, yet won
+                return self.location.read_bytes(self.manifest_name) == data
+            except FileNotFoundError:
+                return False
+        return True
+
+    def _warn_if_unenforced(self) -> None:
+        reason = self.location.unenforced()
+        if reason is not None and (self.url, reason) not in _warned_unenforced:
+            _warned_unenforced.add((self.url, reason))
+            warnings.warn(
+                f"checkpoint {self.url}: {reason}, so two writers committing here at the same time are "
+                "not kept apart (the last manifest written wins). Pruning leaves alone every version folder "
+                "this writer did not commit itself. Give each live training its own directory.",
+                CheckpointConcurrencyWarning, stacklevel=5)
+
+    def _saw(self, manifest: Manifest) -> None:
+        """Remember ``manifest`` as the last one this writer wrote."""
+        self._seen_generation, self._seen_current = manifest.generation, manifest.current
+        self._seen_writer = manifest.writer.get("session")
+
+    def _wrote_last(self, manifest: Manifest | None) -> bool:
+        """True when ``manifest`` is still the one this writer last wrote or began from."""
+        if manifest is None or manifest.generation != self._seen_generation:
+            return False
+        session = manifest.writer.get("session")  # absent in a manifest rebuilt after damage
+        return session is None or self._seen_writer is None or session == self._seen_writer
+
     def wait(self) -> None:
         """Wait for the root files and pruning of the last commit (``finish_in_background``)."""
         if self._finisher is not None:
             self._finisher.wait()
 
-    def _finish(self, version: Version, manifest: Manifest, dropped: list[Version]) -> None:
+    def _finish(self, version: Version, dropped: list[Version], unfinished: set[str]) -> None:
         """After a commit: the root files show ``version``, dropped and unfinished versions go.
 
-        The commit stands whatever happens here: a failure is a warning, and the next
-        :meth:`begin` repairs the root files. Pruning goes first: on a full disk, the space it
-        frees is what the root copies need.
+        Only while this commit's manifest is still the newest: once another writer committed,
+        the root files and what to prune are its business. The commit stands whatever happens
+        here: a failure is a warning, and the next :meth:`begin` repairs the root files. Pruning
+        goes first: on a full disk, the space it frees is what the root copies need.
         """
         failures: list[str] = []
         try:
             with self.location.lock(self._lock_name):
+                fresh = self.read_manifest()
+                if fresh is None or not self._wrote_last(fresh):
+                    return
                 try:
-                    self._prune(manifest, dropped)
+                    self._prune(fresh, dropped, unfinished)
                 except Exception as error:
                     failures.append(f"pruning old versions failed: {self._describe(error)}")
                 self._publish(version)
@@ -446,7 +550,7 @@ class CheckpointStore:
                           + ". The next start tries again.", CheckpointSaveWarning, stacklevel=2)
 
     def _check_no_other_writer(self, manifest: Manifest) -> None:
-        if self._seen_generation is None or manifest.generation == self._seen_generation:
+        if self._seen_generation is None or self._wrote_last(manifest):
             return
         other = manifest.writer
         newest = manifest.version(manifest.current)
@@ -473,12 +577,18 @@ class CheckpointStore:
             except Exception as error:
                 self._reraise(error, f"copying {name} to the root", entry.size)
 
-    def _prune(self, manifest: Manifest, dropped: list[Version]) -> None:
-        """Remove dropped versions and folders no commit finished (left by a crash)."""
-        kept = {v.folder.rsplit("/", 1)[-1] for v in manifest.versions}
+    def _prune(self, manifest: Manifest, dropped: list[Version], unfinished: set[str]) -> None:
+        """Remove dropped versions and ``unfinished`` folders (left by a crash or a writer that
+        lost), except what ``manifest`` (freshly read, still this writer's) names.
+
+        Where the storage cannot refuse a second writer's manifest, a folder this writer never
+        committed may be that writer's current version: only dropped versions go there.
+        """
+        named = {v.folder for v in manifest.versions}
         doomed = {v.folder for v in dropped}
-        doomed |= {f"{VERSIONS}/{name}" for name in self._own_folders() if name not in kept}
-        for folder in sorted(doomed):
+        if self.location.unenforced() is None:
+            doomed |= unfinished
+        for folder in sorted(doomed - named):
             self.location.remove_tree(folder)
         self._remove_temp_files(manifest)
 
