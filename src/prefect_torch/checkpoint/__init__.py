@@ -21,6 +21,7 @@ from .errors import (
     CheckpointError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    DamagedEntryError,
 )
 from .location import Location, is_url, open_location
 from .manifest import FileEntry, Manifest, Version
@@ -40,4 +41,5 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointFallbackWarning",
     "CheckpointSaveWarning",
+    "DamagedEntryError",
 ]
