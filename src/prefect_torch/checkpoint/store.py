@@ -16,10 +16,17 @@ versions with their sizes and sha256, and the ``current`` and ``best`` ones. The
 ``load_params(f_params=...)`` read them directly. A kill at any instant leaves the previous
 manifest, or the new one, never a mix; loading verifies hashes and falls back to the newest
 intact version with a :class:`CheckpointFallbackWarning`.
+
+Everything read back (the manifest, each ``version.json``, the listing of ``versions/``) is
+untrusted: it goes through the validating parser of :mod:`.manifest`, paths go through the
+checks of :mod:`.location`, and damage means a fallback with one warning naming the entry and
+its value, never a read, write or delete outside the directory. Pruning removes only folders
+in the store's own shape that the manifest, as re-read just before, does not name.
 """
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import secrets
@@ -33,13 +40,23 @@ from .errors import (
     CheckpointCorruptError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    DamagedEntryError,
 )
 from .hashing import FileRecord
 from .location import Location, WriteFn, open_location
-from .manifest import FileEntry, Manifest, Version, writer_identity
+from .manifest import (
+    VERSION_INFO,
+    VERSIONS,
+    FileEntry,
+    Manifest,
+    Version,
+    check_prefix,
+    folder_name,
+    is_version_folder,
+    parse_json,
+    writer_identity,
+)
 
-VERSIONS = "versions"
-VERSION_INFO = "version.json"
 KEPT_CLAIMS = 20
 
 
@@ -71,17 +88,22 @@ class CheckpointStore:
                  **storage_options: Any):
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last={keep_last!r}: keep at least 1 version, or None to keep all")
+        try:
+            check_prefix(prefix)
+        except DamagedEntryError:
+            raise ValueError(f"prefix={prefix!r}: the prefix starts file names in the directory, so it must be a "
+                             "string without '/', '\\' or NUL; put sub-folders in the directory instead") from None
         self.location: Location = open_location(directory, **storage_options)
         self.prefix = prefix
         self.keep_last = keep_last
         self.writer = writer_identity(writer)
         self.manifest_name = f"{prefix}manifest.json"
         self._lock_name = f"{VERSIONS}/.{prefix}commit.lock"
-        self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
         self._seen_generation: int | None = None
         self._seen_current: int | None = None
         self._claimed = False
         self._published_marker = f"{VERSIONS}/.{prefix}published"
+        self._warned_damage: set[tuple[bytes | None, str]] = set()  # each damaged manifest warns once
         self.finish_in_background = finish_in_background
         self._finisher: BackgroundCommitter | None = BackgroundCommitter() if finish_in_background else None
 
@@ -93,40 +115,64 @@ class CheckpointStore:
     def read_manifest(self, _exclude: str | None = None) -> Manifest | None:
         """The committed manifest, ``None`` if nothing was committed yet.
 
-        A damaged manifest is rebuilt from the version folders (with a warning), leaving out
-        ``_exclude`` (the folder a commit in progress just wrote).
+        A damaged manifest (not in the form the store writes, see :mod:`.manifest`) is rebuilt
+        from the ``version.json`` of each version folder, leaving out ``_exclude`` (the folder a
+        commit in progress just wrote), with one :class:`CheckpointFallbackWarning` naming the
+        damaged entry and each folder left out.
         """
+        raw: bytes | None = None
         try:
             raw = self.location.read_bytes(self.manifest_name)
+            return Manifest.from_json(raw, self.prefix)
         except FileNotFoundError:
             return None
-        try:
-            return Manifest.from_json(raw)
-        except (ValueError, KeyError, TypeError) as error:
+        except DamagedEntryError as error:  # not in the form the store writes, or a symbolic link
+            damage = str(error)
+        manifest, left_out = self._rebuild_manifest(_exclude)
+        if (raw, damage) not in self._warned_damage:
+            self._warned_damage.add((raw, damage))
+            found = ", ".join(f"epoch {v.epoch}" for v in manifest.versions) or "none"
             warnings.warn(
-                f"{self.location.url(self.manifest_name)} is damaged ({error}); rebuilding the list of "
-                "versions from the version folders", CheckpointFallbackWarning, stacklevel=2,
+                f"{self.location.url(self.manifest_name)} is damaged ({damage}); rebuilding the list of "
+                f"versions from the version folders (found: {found})"
+                + "".join(f"; left out {note}" for note in left_out),
+                CheckpointFallbackWarning, stacklevel=2,
             )
-            return self._rebuild_manifest(_exclude)
-
-    def _rebuild_manifest(self, exclude: str | None) -> Manifest:
-        # a repair by this writer is not another writer's commit: keep the generation it knows
-        manifest = Manifest(prefix=self.prefix, generation=self._seen_generation or 0)
-        found = []
-        for folder in self._own_folders():
-            if f"{VERSIONS}/{folder}" == exclude:
-                continue
-            try:
-                found.append(Version.from_dict(json.loads(
-                    self.location.read_bytes(f"{VERSIONS}/{folder}/{VERSION_INFO}"))))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # never finished: no version.json
-        for version in sorted(found, key=lambda v: (v.epoch, v.time)):
-            manifest.add(version, best=False)
         return manifest
 
+    def _rebuild_manifest(self, exclude: str | None) -> tuple[Manifest, list[str]]:
+        """The versions whose ``version.json`` is valid and names the folder it sits in, oldest
+        first; and what was left out, and why."""
+        # a repair by this writer is not another writer's commit: keep the generation it knows
+        manifest = Manifest(prefix=self.prefix, generation=self._seen_generation or 0)
+        found, left_out = [], []
+        try:
+            folders = self._own_folders()
+        except (OSError, DamagedEntryError) as error:
+            return manifest, [f"{VERSIONS}: {error}"]
+        for name in folders:
+            folder = f"{VERSIONS}/{name}"
+            info = f"{folder}/{VERSION_INFO}"
+            if folder == exclude:
+                continue
+            try:
+                version = Version.from_dict(parse_json(self.location.read_bytes(info), info), self.prefix, info)
+                if version.folder != folder:
+                    raise DamagedEntryError(f"{info}: folder must be {folder!r} (the folder it sits in), "
+                                            f"not {version.folder!r}")
+            except FileNotFoundError:
+                continue  # a commit that never finished: no version.json
+            except (OSError, DamagedEntryError) as error:
+                left_out.append(str(error) if isinstance(error, DamagedEntryError) else f"{info}: {error}")
+                continue
+            found.append(version)
+        for version in sorted(found, key=lambda v: (v.epoch, v.time)):
+            manifest.add(version, best=False)
+        return manifest, left_out
+
     def _own_folders(self) -> list[str]:
-        return [name for name in self.location.listdir(VERSIONS) if self._folder_pattern.match(name)]
+        """The entries of ``versions/`` in the shape of this series' version folders."""
+        return [name for name in self.location.listdir(VERSIONS) if is_version_folder(name, self.prefix)]
 
     def has_checkpoint(self) -> bool:
         """True once a version was committed here."""
@@ -142,6 +188,12 @@ class CheckpointStore:
                 record = self.location.hash(rel)
             except FileNotFoundError:
                 found.append(f"{name} is missing")
+                continue
+            except DamagedEntryError as error:
+                found.append(f"{name} is not read: {error}")
+                continue
+            except OSError as error:
+                found.append(f"{name} cannot be read ({type(error).__name__}: {error})")
                 continue
             if record.size != entry.size:
                 found.append(f"{name} has {record.size} bytes, {entry.size} were committed")
@@ -213,19 +265,25 @@ class CheckpointStore:
         self.location.write(self._published_marker, lambda f: f.write(str(version_id).encode()), durable=False)
 
     def _repair_root(self, manifest: Manifest) -> None:
+        """Publish the current version's files that the root lacks (names validated by the parser:
+        plain file names of the version, never the store's own)."""
         current = manifest.version(manifest.current)
         if current is None:
             return
         for name, entry in current.files.items():
             expected = FileRecord(entry.size, entry.sha256)
-            try:
-                if self.location.hash(name) == expected:
-                    continue
-                if self.location.hash(f"{current.folder}/{name}") != expected:
-                    continue  # a damaged version is never published; loading falls back anyway
-            except FileNotFoundError:
+            if self._record(name) == expected:
                 continue
+            if self._record(f"{current.folder}/{name}") != expected:
+                continue  # a damaged version is never published; loading falls back anyway
             self.location.publish(f"{current.folder}/{name}", name)
+
+    def _record(self, rel: str) -> FileRecord | None:
+        """Size and sha256 of file ``rel``; ``None`` if it is missing, unreadable or a link."""
+        try:
+            return self.location.hash(rel)
+        except (OSError, DamagedEntryError):
+            return None
 
     def _remove_temp_files(self, manifest: Manifest) -> None:
         """Temporary files of this series' root files and manifest, left by a killed writer."""
@@ -287,7 +345,9 @@ class CheckpointStore:
         once the manifest is committed; the next commit, :meth:`begin` and :meth:`wait` wait for it.
         """
         self.wait()
-        folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
+        epoch = operator.index(epoch)
+        folder = folder_name(self.prefix, epoch, secrets.token_hex(3))
+        self._check_new_version(files, epoch, folder, metrics)
         self.location.makedirs(folder)
         entries = {}
         for pending in files:
@@ -319,6 +379,17 @@ class CheckpointStore:
         else:
             self._finish(version, manifest, dropped)
         return version
+
+    def _check_new_version(self, files: Sequence[PendingFile], epoch: int, folder: str,
+                           metrics: dict[str, Any] | None) -> None:
+        """Refuse, before anything is written, a version that readers would take for damage
+        (the parser's rules: plain file names, ``f_*`` keys, metric values, epoch range)."""
+        names = [pending.name for pending in files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the files of one version need distinct names, not {names}")
+        planned = Version(id=0, epoch=epoch, folder=folder, files={
+            p.name: FileEntry(p.key, 0, "0" * 64) for p in files}, metrics=dict(metrics or {}), writer=self.writer)
+        Version.from_dict(planned.to_dict(), self.prefix, "the new version")
 
     def wait(self) -> None:
         """Wait for the root files and pruning of the last commit (``finish_in_background``)."""
@@ -367,10 +438,20 @@ class CheckpointStore:
             self.location.publish(f"{version.folder}/{name}", name)
 
     def _prune(self, manifest: Manifest, dropped: list[Version]) -> None:
-        """Remove dropped versions and folders no commit finished (left by a crash)."""
-        kept = {v.folder.rsplit("/", 1)[-1] for v in manifest.versions}
-        doomed = {v.folder for v in dropped}
-        doomed |= {f"{VERSIONS}/{name}" for name in self._own_folders() if name not in kept}
-        for folder in sorted(doomed):
-            self.location.remove_tree(folder)
-        self._remove_temp_files(manifest)
+        """Remove dropped versions and folders no commit finished (left by a crash).
+
+        Only folders in this series' own shape, and only if the manifest on disk, read again
+        now, is still the one this commit wrote and does not name them; otherwise nothing.
+        """
+        try:
+            fresh = Manifest.from_json(self.location.read_bytes(self.manifest_name), self.prefix)
+        except (OSError, DamagedEntryError):
+            return  # unreadable now: whoever damaged or replaced it, nothing is pruned on its word
+        if fresh.generation != manifest.generation:
+            return  # another writer committed since; what it names is not this writer's to judge
+        named = {v.folder for v in fresh.versions}
+        doomed = {v.folder for v in dropped} | {f"{VERSIONS}/{name}" for name in self._own_folders()}
+        for folder in sorted(doomed - named):
+            if is_version_folder(folder.removeprefix(f"{VERSIONS}/"), self.prefix):
+                self.location.remove_tree(folder)
+        self._remove_temp_files(fresh)
