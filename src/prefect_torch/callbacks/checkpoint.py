@@ -130,9 +130,10 @@ class Checkpoint(_SavesFiles):
         return {**self._f_kwargs(), "f_train_state": self.f_train_state}
 
     def uses_store(self) -> bool:
-        """True when every file is a relative name under ``dirname`` (the versioned store);
-        file objects and absolute paths are written as given, like skorch does."""
-        return all(v is None or (isinstance(v, str) and not os.path.isabs(v)) for v in self._file_args().values())
+        """True when every file is a plain name under ``dirname`` (the versioned store);
+        file objects and paths (absolute, or with folders) are written as given, like skorch does."""
+        return all(v is None or (isinstance(v, str) and "/" not in v and os.sep not in v)
+                   for v in self._file_args().values())
 
     # -- life cycle ----------------------------------------------------------------------
     def initialize(self) -> "Checkpoint":
