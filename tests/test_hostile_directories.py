@@ -152,6 +152,14 @@ def version_json_outside(value_of: Callable[[Directory], str]) -> Callable[[Dire
     return damage
 
 
+def copied_version_json(d: Directory) -> list[str]:
+    """A damaged manifest, and version 2's version.json copied into version 3's folder."""
+    shutil.copyfile(d.info_path(2), d.info_path(3))
+    (d.cp / "manifest.json").write_text("{truncated")
+    return [f"{d.folders[3]}/version.json: folder must be {d.folders[3]!r} (the folder it sits in), "
+            f"not {d.folders[2]!r}"]
+
+
 def linked_folder(d: Directory) -> list[str]:
     """The current version's folder is a symbolic link to a copy of itself outside."""
     shutil.rmtree(d.cp / d.folders[3])
@@ -214,7 +222,7 @@ CASES = {
     "file name ../victim.txt": Case(file_name_outside, 2),
     "version.json folder ../x": Case(version_json_outside(lambda d: "../x"), 2),
     "version.json folder absolute": Case(version_json_outside(lambda d: str(d.base / "x3")), 2),
-    "version.json names another version's folder": Case(version_json_outside(lambda d: d.folders[2]), 2),
+    "version.json names another version's folder": Case(copied_version_json, 2),
     "symlinked version folder": Case(linked_folder, 2),
     "symlinked file in a version": Case(linked_file, 2),
     "truncated manifest": Case(raw_manifest(b"HALF", ["manifest.json is damaged", "not valid JSON"]), 3),
@@ -385,13 +393,19 @@ def template():
     shutil.rmtree(root, ignore_errors=True)
 
 
-HOSTILE = st.one_of(
-    st.sampled_from(["../x", "ABSOLUTE", "versions", ".", "..", "../victim.txt", "", "a\x00b", "sub/x",
-                     "versions/../../x", "OTHER_FOLDER", "versions/epoch-000001-abcdef/../../x", "manifest.json",
-                     "version.json", "params.pt", "history.json", "..\\x", "x" * 300, -1, 0, 1, 2, 3, 2**70,
-                     1.5, math.nan, math.inf, True, False, None, [], {}, [1, "x"], {"a": [1]}]),
-    st.integers(), st.text(max_size=12), st.floats(),
-)
+HOSTILE_VALUES = ["../x", "ABSOLUTE", "versions", ".", "..", "../victim.txt", "", "a\x00b", "sub/x",
+                  "versions/../../x", "OTHER_FOLDER", "versions/epoch-000001-abcdef/../../x", "manifest.json",
+                  "version.json", "params.pt", "history.json", "..\\x", "x" * 300, -1, 0, 1, 2, 3, 2**70,
+                  1.5, math.nan, math.inf, True, False, None, [], {}, [1, "x"], {"a": [1]}]
+# mostly the values an attacker would pick, sometimes anything at all
+HOSTILE = st.integers(0, 9).flatmap(lambda i: st.sampled_from(HOSTILE_VALUES) if i < 7 else st.one_of(
+    st.integers(), st.text(max_size=12), st.floats()))
+
+
+def _dangerous(path: tuple) -> bool:
+    """Entries that name paths or versions: folders, file names and entries, pointers, counters."""
+    return bool(path) and (path[-1] in ("folder", "current", "best", "next_id", "generation", "files", "epoch")
+                           or (len(path) >= 2 and path[-2] == "files"))
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -409,7 +423,8 @@ def _mutate(doc: Any, draw: Callable, folders: list[str], outside: Path) -> Any:
     paths = _paths(doc)
     if not paths:
         return draw(HOSTILE)
-    path = draw(st.sampled_from(paths))
+    dangerous = [p for p in paths if _dangerous(p)]
+    path = draw(st.sampled_from(dangerous if dangerous and draw(st.integers(0, 3)) else paths))
     parent = doc
     for key in path[:-1]:
         parent = parent[key]
@@ -465,6 +480,14 @@ def _check_one_random_directory(work: Path, source: Path, draw: Callable) -> Non
     (cp / "manifest.json").write_bytes(raw)
     before = snapshot(work, cp)
 
+    # either CLI command on the damaged directory (each in about half of the examples): what
+    # main() runs, with the parser built once
+    args = CLI.parse_args([draw(st.sampled_from(["verify", "checkpoints"])), str(cp)])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert args.run(args) in (0, 1)
+    assert all(NAMED_ENTRY.search(line) for line in out.getvalue().splitlines() if "manifest.json is damaged" in line)
+
     store = CheckpointStore(cp, keep_last=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -481,11 +504,6 @@ def _check_one_random_directory(work: Path, source: Path, draw: Callable) -> Non
     damage = [m for m in fallback_messages(caught) if "manifest.json is damaged" in m]
     assert len(damage) <= 1, damage  # one warning for one damaged manifest
     assert all(NAMED_ENTRY.search(m) for m in fallback_messages(caught)), fallback_messages(caught)
-
-    for command in ("verify", "checkpoints"):  # what main() runs, with the parser built once
-        args = CLI.parse_args([command, str(cp)])
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            assert args.run(args) in (0, 1)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
