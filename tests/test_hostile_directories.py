@@ -296,6 +296,32 @@ def test_symlinked_versions_folder_is_refused_and_nothing_outside_is_written(dir
     assert snapshot(d.base, d.cp) == before
 
 
+def test_root_file_linked_outside_is_replaced_not_written_through(directory, data):
+    d = directory
+    (d.cp / "params.pt").unlink()
+    (d.cp / "params.pt").symlink_to(d.base / "victim.txt")
+    (d.cp / "versions" / ".published").write_text("1")  # so that begin() repairs the root files
+    before = snapshot(d.base, d.cp)
+    cp = Checkpoint(monitor=None, dirname=str(d.cp), keep_last=1)
+    net = NeuralNetClassifier(MyModule, max_epochs=1, verbose=0, callbacks=[cp, LoadInitState(cp)]).fit(*data)
+    assert net.history[:, "epoch"] == [1, 2, 3, 4]
+    assert not (d.cp / "params.pt").is_symlink()
+    root = torch.load(d.cp / "params.pt", weights_only=True)
+    assert all(torch.equal(root[k], v) for k, v in net.module_.state_dict().items())
+    assert snapshot(d.base, d.cp) == before
+
+
+def test_manifest_that_is_a_folder_is_damage(directory, capsys):
+    d = directory
+    (d.cp / "manifest.json").unlink()
+    (d.cp / "manifest.json").mkdir()
+    with pytest.warns(CheckpointFallbackWarning, match="manifest.json is damaged") as caught:
+        assert CheckpointStore(d.cp).latest_verified().epoch == 3
+    assert len(caught) == 1
+    assert main(["verify", str(d.cp)]) == 1
+    assert "manifest.json is damaged" in capsys.readouterr().out
+
+
 def test_prune_spares_what_the_manifest_on_disk_names(directory):
     """A version another process named after this commit's manifest was written is not pruned."""
     d = directory

@@ -103,7 +103,7 @@ class CheckpointStore:
         self._seen_current: int | None = None
         self._claimed = False
         self._published_marker = f"{VERSIONS}/.{prefix}published"
-        self._warned_damage: set[tuple[bytes | None, str]] = set()  # each damaged manifest warns once
+        self._warned_damage: tuple[bytes | None, str] | None = None  # a damaged manifest warns once
         self.finish_in_background = finish_in_background
         self._finisher: BackgroundCommitter | None = BackgroundCommitter() if finish_in_background else None
 
@@ -126,11 +126,11 @@ class CheckpointStore:
             return Manifest.from_json(raw, self.prefix)
         except FileNotFoundError:
             return None
-        except DamagedEntryError as error:  # not in the form the store writes, or a symbolic link
+        except (DamagedEntryError, IsADirectoryError) as error:  # not what the store writes, or a link
             damage = str(error)
         manifest, left_out = self._rebuild_manifest(_exclude)
-        if (raw, damage) not in self._warned_damage:
-            self._warned_damage.add((raw, damage))
+        if self._warned_damage != (raw, damage):
+            self._warned_damage = (raw, damage)
             found = ", ".join(f"epoch {v.epoch}" for v in manifest.versions) or "none"
             warnings.warn(
                 f"{self.location.url(self.manifest_name)} is damaged ({damage}); rebuilding the list of "
