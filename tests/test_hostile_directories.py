@@ -114,7 +114,7 @@ def set_in_manifest(path: tuple, value: Any, named: str) -> Callable[[Directory]
             target = target[key]
         target[path[-1]] = value
         d.write_manifest(data)
-        return ["manifest.json is damaged", named] + ([f"not {value!r}"] if named.endswith("must be") else [])
+        return ["manifest.json is damaged", named] + ([f"not {value!r}"[:60]] if named.endswith("must be") else [])
     return damage
 
 
@@ -203,6 +203,8 @@ WRONG_TYPES = [
     (("versions", 0, "metrics", "train_loss"), {"a": 1}, "versions[0].metrics['train_loss'] must be"),
     (("versions", 0, "time"), "yesterday", "versions[0].time must be"),
     (("versions", 0, "time"), 1e300, "versions[0].time must be"),
+    (("versions", 0, "time"), 10**400, "versions[0].time must be"),
+    (("versions", 0, "epoch"), 10**400, "versions[0].epoch must be"),
     (("versions", 0, "writer"), "me", "versions[0].writer must be"),
     (("versions", 0, "files", "params.pt", "size"), "12", "versions[0].files['params.pt'].size must be"),
     (("versions", 0, "files", "params.pt", "sha256"), 123, "versions[0].files['params.pt'].sha256 must be"),
@@ -228,7 +230,7 @@ CASES = {
     "truncated manifest": Case(raw_manifest(b"HALF", ["manifest.json is damaged", "not valid JSON"]), 3),
     "empty manifest": Case(raw_manifest(b"", ["manifest.json is damaged", "it is empty"]), 3),
     "manifest not JSON": Case(raw_manifest(b"\x00\xff garbage", ["manifest.json is damaged", "not valid JSON"]), 3),
-    **{f"{'.'.join(map(str, path))} = {value!r}": Case(set_in_manifest(path, value, named), 3)
+    **{f"{'.'.join(map(str, path))} = {repr(value)[:20]}": Case(set_in_manifest(path, value, named), 3)
        for path, value, named in WRONG_TYPES},
 }
 

@@ -20,7 +20,6 @@ prefect_torch.checkpoint.errors.DamagedEntryError: versions[0].folder must be 'v
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -40,7 +39,7 @@ _MAX_INT = 2**63 - 1
 _MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59 UTC, the last second a datetime can show
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FILE_KEY = re.compile(r"f_[A-Za-z_][A-Za-z0-9_]*")
-_FOLDER = r"epoch-(\d{6,})-[0-9a-f]{6}"
+_FOLDER = r"epoch-(\d{6,19})-[0-9a-f]{6}"  # 19 digits hold any epoch up to 2**63-1
 _SEPARATORS = ("/", "\\", "\0")
 # fields of a writer record or a claim that other code compares: their types, when present
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
@@ -161,8 +160,7 @@ def _check_metric(value: Any, where: str) -> Any:
 
 
 def _check_time(value: Any, where: str) -> float:
-    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-            or not 0 <= value <= _MAX_TIME):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= _MAX_TIME:  # NaN fails too
         raise _damage(where, "a time in seconds since 1970 (a finite number from 0 to year 9999)", value)
     return float(value)
 
@@ -207,8 +205,7 @@ class Version:
         """Parse and validate a version record (from a manifest or a ``version.json``).
 
         ``prefix`` is the series' ``fn_prefix`` that the folder name must start with (any when
-        ``None``). :class:`DamagedEntryError` names the entry
-        (``where`` and the field) and its value.
+        ``None``). :class:`DamagedEntryError` names the entry (``where`` and the field) and its value.
         """
         _check_dict(data, where)
         for name in ("id", "epoch", "folder", "files", "metrics", "time", "writer"):
