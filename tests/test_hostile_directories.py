@@ -313,6 +313,21 @@ def test_root_file_linked_outside_is_replaced_not_written_through(directory, dat
     assert snapshot(d.base, d.cp) == before
 
 
+@pytest.mark.parametrize("key", ["f_zzz", "f_module"])
+def test_file_keys_the_checkpoint_does_not_save_are_not_loaded(directory, key):
+    """A version may list any f_* key; loading takes only the parts the checkpoint saves."""
+    d = directory
+    data = d.manifest()
+    data["versions"][2]["files"]["criterion.pt"]["key"] = key
+    d.write_manifest(data)
+    net = NeuralNetClassifier(MyModule, verbose=0).initialize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.load_params(checkpoint=Checkpoint(monitor=None, dirname=str(d.cp)))
+    for name, value in net.module_.state_dict().items():
+        assert torch.equal(value, d.weights[3][name]), name
+
+
 def test_manifest_that_is_a_folder_is_damage(directory, capsys):
     d = directory
     (d.cp / "manifest.json").unlink()

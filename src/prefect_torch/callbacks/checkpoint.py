@@ -325,8 +325,10 @@ class Checkpoint(_SavesFiles):
         if self.uses_store():
             store = self.store()
             version = store.latest_verified()
-            if version is not None:
-                return {entry.key: store.source(version, name) for name, entry in version.files.items()}
+            if version is not None:  # only the parts this checkpoint saves, whatever else a version lists
+                wanted = {key for key, value in self._file_args().items() if value is not None}
+                return {entry.key: store.source(version, name) for name, entry in version.files.items()
+                        if entry.key in wanted}
             if is_url(os.fspath(self.dirname)):
                 return {}
         return self._root_files(net)
