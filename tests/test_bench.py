@@ -82,3 +82,11 @@ def test_sweep_scaling_quick_run_prints_the_speedup(tmp_path):
     assert [w["threads"] for w in startup["2"]["workers"]] == [1, 1]
     assert payload["target"]["value"] > 0 and payload["per_trial"]["2"]["plain_trial_s"] > 0
     assert list((tmp_path / "disk").iterdir()) == []  # the bench removes the checkpoints it wrote
+
+
+@pytest.mark.slow
+def test_containment_cost_runs(tmp_path):
+    stdout, _ = run_bench("containment_cost.py", "--sizes", "0.1", "--commits", "3", "--dir", str(tmp_path))
+    row = next(line for line in stdout.splitlines() if line.startswith("| 0.1 MB |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) > 0 and int(cells[2]) > 0 and cells[-1].endswith("%")

@@ -4,6 +4,10 @@
     prefect-torch checkpoints s3://bucket/run --no-verify
     prefect-torch verify exp1                  # exit 0 if every file matches its sha256, 1 if not
 
+A directory is untrusted: a damaged manifest (wrong types, paths leading outside, truncated)
+is reported as damage and the versions are listed from their ``version.json`` instead; no
+file outside the directory is read.
+
 >>> import tempfile, torch
 >>> from prefect_torch.checkpoint import CheckpointStore, PendingFile
 >>> folder = tempfile.mkdtemp()
@@ -20,18 +24,29 @@ import argparse
 import datetime
 import json
 import sys
-from typing import Any, Sequence
+import warnings
+from typing import Any, NamedTuple, Sequence
 
-from .checkpoint import CheckpointStore, Manifest, Version, open_location
+from .checkpoint import CheckpointFallbackWarning, CheckpointStore, Manifest, Version, open_location
+from .checkpoint.errors import DamagedEntryError
+from .checkpoint.manifest import MANIFEST_SUFFIX, check_prefix
 
-MANIFEST_SUFFIX = "manifest.json"
 HIDDEN_METRICS = ("dur", "checkpoint_errors", "train_batch_count", "valid_batch_count")
 
 
 def find_series(directory: str) -> list[str]:
     """The ``fn_prefix`` of every checkpoint series in ``directory`` ('' for plain Checkpoints)."""
     names = open_location(directory).listdir("")
-    return [n[: -len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX) and not n.startswith(".")]
+    return [n[: -len(MANIFEST_SUFFIX)] for n in names
+            if n.endswith(MANIFEST_SUFFIX) and not n.startswith(".") and _plain_prefix(n[: -len(MANIFEST_SUFFIX)])]
+
+
+def _plain_prefix(prefix: str) -> bool:
+    try:
+        check_prefix(prefix)
+    except DamagedEntryError:
+        return False
+    return True
 
 
 def describe(store: CheckpointStore, manifest: Manifest, verify: bool) -> list[dict[str, Any]]:
@@ -91,14 +106,31 @@ def _table(manifest: Manifest, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _stores(directory: str, prefix: str | None) -> list[tuple[CheckpointStore, Manifest]]:
+class Series(NamedTuple):
+    """One series of a directory: its store, its manifest (rebuilt if damaged), and the damage
+    found in the manifest itself."""
+
+    store: CheckpointStore
+    manifest: Manifest
+    damage: list[str]
+
+
+def _stores(directory: str, prefix: str | None) -> list[Series]:
     prefixes = [prefix] if prefix is not None else find_series(directory)
     found = []
     for p in prefixes:
         store = CheckpointStore(directory, prefix=p)
-        manifest = store.read_manifest()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointFallbackWarning)
+            manifest = store.read_manifest()
+        damage = []
+        for warning in caught:
+            if issubclass(warning.category, CheckpointFallbackWarning):
+                damage.append(str(warning.message))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         if manifest is not None:
-            found.append((store, manifest))
+            found.append(Series(store, manifest, damage))
     return found
 
 
@@ -108,14 +140,16 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         print(f"no prefect-torch checkpoints in {args.directory} (no *manifest.json there)", file=sys.stderr)
         return 2
     report, damaged = [], False
-    for store, manifest in stores:
+    for store, manifest, damage in stores:
         rows = describe(store, manifest, verify=args.verify)
-        damaged |= any(row["verified"] is False for row in rows)
+        damaged |= bool(damage) or any(row["verified"] is False for row in rows)
         if args.json:
-            report.append({"directory": store.url, "prefix": store.prefix, "versions": rows})
+            report.append({"directory": store.url, "prefix": store.prefix, "damage": damage, "versions": rows})
             continue
         label = f"fn_prefix {store.prefix!r}" if store.prefix else "Checkpoint"
         print(f"{store.url}  [{label}: {len(rows)} versions, current {manifest.current}, best {manifest.best}]")
+        for problem in damage:
+            print(f"DAMAGED  {problem}")
         print(_table(manifest, rows))
         print()
     if args.json:
@@ -128,8 +162,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not stores:
         print(f"no prefect-torch checkpoints in {args.directory} (no *manifest.json there)", file=sys.stderr)
         return 2
-    bad = 0
-    for store, manifest in stores:
+    bad, bad_manifests = 0, 0
+    for store, manifest, damage in stores:
+        for problem in damage:
+            bad_manifests += 1
+            print(f"DAMAGED  {problem}")
         for version in sorted(manifest.versions, key=lambda v: v.id):
             problems = store.problems(version)
             series = f"fn_prefix {store.prefix!r} " if store.prefix else ""
@@ -139,8 +176,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"DAMAGED  {name}: {'; '.join(problems)}")
             else:
                 print(f"ok       {name}: {len(version.files)} files, {human_size(version.size)}")
-    print(f"{bad} damaged version(s)" if bad else "all versions intact")
-    return 1 if bad else 0
+    if bad or bad_manifests:
+        print(f"{bad} damaged version(s)" + (f", {bad_manifests} damaged manifest(s)" if bad_manifests else ""))
+    else:
+        print("all versions intact")
+    return 1 if bad or bad_manifests else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -161,6 +201,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.prefix is not None and not _plain_prefix(args.prefix):
+        print(f"--prefix {args.prefix!r}: a prefix starts file names, so it has no '/', '\\' or NUL",
+              file=sys.stderr)
+        return 2
     return int(args.run(args))
 
 

@@ -155,9 +155,10 @@ class Checkpoint(_SavesFiles):
         return {**self._f_kwargs(), "f_train_state": self.f_train_state}
 
     def uses_store(self) -> bool:
-        """True when every file is a relative name under ``dirname`` (the versioned store);
-        file objects and absolute paths are written as given, like skorch does."""
-        return all(v is None or (isinstance(v, str) and not os.path.isabs(v)) for v in self._file_args().values())
+        """True when every file is a plain name under ``dirname`` (the versioned store);
+        file objects and paths (absolute, or with folders) are written as given, like skorch does."""
+        return all(v is None or (isinstance(v, str) and "/" not in v and os.sep not in v)
+                   for v in self._file_args().values())
 
     # -- life cycle ----------------------------------------------------------------------
     def initialize(self) -> "Checkpoint":
@@ -373,8 +374,10 @@ class Checkpoint(_SavesFiles):
         if self.uses_store():
             store = self.store()
             version = store.latest_verified(check=lambda v: unloadable_files(store, v))
-            if version is not None:
-                return {entry.key: store.source(version, name) for name, entry in version.files.items()}
+            if version is not None:  # only the parts this checkpoint saves, whatever else a version lists
+                wanted = {key for key, value in self._file_args().items() if value is not None}
+                return {entry.key: store.source(version, name) for name, entry in version.files.items()
+                        if entry.key in wanted}
             if is_url(os.fspath(self.dirname)):
                 return {}
         return self._root_files(net)

@@ -22,6 +22,7 @@ from .errors import (
     CheckpointError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    DamagedEntryError,
 )
 from .location import Location, is_url, open_location
 from .manifest import FileEntry, Manifest, Version
@@ -42,4 +43,5 @@ __all__ = [
     "CheckpointFallbackWarning",
     "CheckpointSaveWarning",
     "CheckpointConcurrencyWarning",
+    "DamagedEntryError",
 ]

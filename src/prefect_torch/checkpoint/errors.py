@@ -14,6 +14,15 @@ class CheckpointCorruptError(CheckpointError):
     """No committed version of a checkpoint directory is intact."""
 
 
+class DamagedEntryError(CheckpointCorruptError, ValueError):
+    """An entry read from a checkpoint directory (a manifest field, a ``version.json``, a path)
+    is not in the form the store writes, or leads outside the directory or through a link.
+
+    The message names the entry and its value; the store treats the entry as damage and never
+    acts on it.
+    """
+
+
 class CheckpointFallbackWarning(UserWarning):
     """A damaged version was skipped; an older intact one was loaded instead."""
 

@@ -15,6 +15,16 @@ One writer at a time: :meth:`Location.read_tagged` and :meth:`Location.write_if_
 replacing a small file a compare-and-swap. Local folders serialise writers with :meth:`Location.lock`
 (``flock``); S3 endpoints with conditional writes (``If-Match`` / ``If-None-Match: *`` on
 PutObject), which :meth:`FsspecLocation.unenforced` checks once with a probe object.
+
+Paths are relative to the root and checked before use: a path with an empty, ``.`` or ``..``
+part, a backslash or NUL, or (on local disks) one that passes through a symbolic link below the
+root raises :class:`~prefect_torch.checkpoint.errors.DamagedEntryError`; nothing outside the root
+is read, written or removed.
+
+>>> folder.read_bytes("../etc/passwd")
+Traceback (most recent call last):
+...
+prefect_torch.checkpoint.errors.DamagedEntryError: '../etc/passwd' is not a plain relative path inside the checkpoint directory (no empty, '.' or '..' parts, no '\\' or NUL)
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import threading
 import urllib.parse
 from typing import IO, Any, Callable, Iterator
 
+from .errors import DamagedEntryError
 from .hashing import FileRecord, HashingWriter, sha256_of
 from .redact import masked
 
@@ -61,6 +72,15 @@ class Location:
 
     def url(self, rel: str) -> str:
         return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
+
+    @staticmethod
+    def check(rel: str) -> list[str]:
+        """The parts of ``rel`` if it is a plain relative path ('' is the root itself)."""
+        parts = rel.split("/") if rel else []
+        if any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts):
+            raise DamagedEntryError(f"{rel!r} is not a plain relative path inside the checkpoint directory "
+                                    "(no empty, '.' or '..' parts, no '\\' or NUL)")
+        return parts
 
     def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
         """Create ``rel`` with ``write_fn(file)`` (on disk before returning when ``durable``)
@@ -151,10 +171,34 @@ class LocalLocation(Location):
         return f"{type(self).__name__}({self.root!r})"
 
     def path(self, rel: str) -> str:
-        return os.path.join(self.root, *rel.split("/")) if rel else self.root
+        """The local path of ``rel``; every folder on the way below the root must be a real folder."""
+        parts = self.check(rel)
+        for depth in range(1, len(parts)):
+            if os.path.islink(os.path.join(self.root, *parts[:depth])):
+                self._refuse_link("/".join(parts[:depth]))
+        return os.path.join(self.root, *parts)
+
+    def _refuse_link(self, rel: str) -> None:
+        raise DamagedEntryError(f"{self.url(rel)} is a symbolic link: links inside a checkpoint directory are "
+                                "not followed (they may lead outside it). Replace it with the real folder or "
+                                "file, or use another directory.")
+
+    def _target(self, rel: str) -> str:
+        """The path of ``rel`` to read or list: itself not a symbolic link either."""
+        path = self.path(rel)
+        if os.path.islink(path):
+            self._refuse_link(rel)
+        return path
+
+    def _own(self, rel: str) -> str:
+        """The path of ``rel`` to create or replace: a symbolic link there is removed, not followed."""
+        path = self.path(rel)
+        if os.path.islink(path):
+            os.remove(path)
+        return path
 
     def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
-        path = self.path(rel)
+        path = self._own(rel)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "wb") as raw, HashingWriter(raw, _Writeback(raw) if durable else None) as f:
             write_fn(f)
@@ -170,32 +214,38 @@ class LocalLocation(Location):
             os.fsync(f.fileno())
 
     def read_bytes(self, rel: str) -> bytes:
-        with open(self.path(rel), "rb") as f:
+        with open(self._target(rel), "rb") as f:
             return f.read()
 
     def open_read(self, rel: str) -> IO[bytes]:
-        return open(self.path(rel), "rb")
+        return open(self._target(rel), "rb")
 
     def source(self, rel: str) -> str:
-        return self.path(rel)
+        return self._target(rel)
 
     def exists(self, rel: str) -> bool:
-        return os.path.exists(self.path(rel))
+        return os.path.lexists(self.path(rel))
 
     def listdir(self, rel: str) -> list[str]:
         try:
-            return sorted(os.listdir(self.path(rel)))
+            return sorted(os.listdir(self._target(rel)))
         except FileNotFoundError:
             return []
 
     def publish(self, src: str, dst: str) -> None:
         """Copy ``src`` over ``dst`` atomically (an in-kernel copy; not a hard link, which a
         program rewriting ``dst`` in place, as skorch does, would turn into a damaged version)."""
+        source = self._target(src)
         with replacing(self.path(dst), durable=False) as tmp:
-            shutil.copyfile(self.path(src), tmp)
+            shutil.copyfile(source, tmp)
 
     def remove_tree(self, rel: str) -> None:
-        shutil.rmtree(self.path(rel), ignore_errors=True)
+        """Remove folder ``rel`` and what it holds; a symbolic link is removed itself, never followed."""
+        path = self.path(rel)
+        if os.path.islink(path):
+            os.remove(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
     def remove_file(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -234,7 +284,7 @@ class LocalLocation(Location):
         except ImportError:  # pragma: no cover - Windows: commits rely on the generation check
             yield
             return
-        path = self.path(rel)
+        path = self._own(rel)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -268,7 +318,7 @@ class FsspecLocation(Location):
         return f"{type(self).__name__}({self.root!r}{options})"
 
     def _full(self, rel: str) -> str:
-        return f"{self._base}/{rel}" if rel else self._base
+        return f"{self._base}/{'/'.join(self.check(rel))}" if rel else self._base
 
     def write(self, rel: str, write_fn: WriteFn, durable: bool = True) -> FileRecord:
         with self.fs.open(self._full(rel), "wb") as raw, HashingWriter(raw) as f:

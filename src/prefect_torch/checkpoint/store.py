@@ -22,11 +22,18 @@ writer read (under a ``flock`` on local disks, with S3 conditional writes on obj
 a writer that finds a manifest it did not write, since it began or last committed, stops with a
 :class:`CheckpointConflictError` and removes its uncommitted folder. Where the storage can do
 neither, a :class:`CheckpointConcurrencyWarning` says so once, and pruning stays on the safe side.
+
+Everything read back (the manifest, each ``version.json``, the listing of ``versions/``) is
+untrusted: it goes through the validating parser of :mod:`.manifest`, paths go through the
+checks of :mod:`.location`, and damage means a fallback with one warning naming the entry and
+its value, never a read, write or delete outside the directory. Pruning removes only folders
+in the store's own shape that the manifest, as re-read just before, does not name.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import re
 import secrets
@@ -42,13 +49,23 @@ from .errors import (
     CheckpointCorruptError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    DamagedEntryError,
 )
 from .hashing import FileRecord
 from .location import Location, WriteConflict, WriteFn, open_location
-from .manifest import FileEntry, Manifest, Version, writer_identity
+from .manifest import (
+    VERSION_INFO,
+    VERSIONS,
+    FileEntry,
+    Manifest,
+    Version,
+    check_prefix,
+    folder_name,
+    is_version_folder,
+    parse_json,
+    writer_identity,
+)
 
-VERSIONS = "versions"
-VERSION_INFO = "version.json"
 KEPT_CLAIMS = 20
 MANIFEST_SWAP_TRIES = 8  # compare-and-swap rounds lost to writes that change no generation (releases)
 _warned_unenforced: set[tuple[str, str]] = set()  # once per directory and process
@@ -82,18 +99,23 @@ class CheckpointStore:
                  **storage_options: Any):
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last={keep_last!r}: keep at least 1 version, or None to keep all")
+        try:
+            check_prefix(prefix)
+        except DamagedEntryError:
+            raise ValueError(f"prefix={prefix!r}: the prefix starts file names in the directory, so it must be a "
+                             "string without '/', '\\' or NUL; put sub-folders in the directory instead") from None
         self.location: Location = open_location(directory, **storage_options)
         self.prefix = prefix
         self.keep_last = keep_last
         self.writer = writer_identity(writer)
         self.manifest_name = f"{prefix}manifest.json"
         self._lock_name = f"{VERSIONS}/.{prefix}commit.lock"
-        self._folder_pattern = re.compile(rf"^{re.escape(prefix)}epoch-\d+-[0-9a-f]+$")
         self._seen_generation: int | None = None
         self._seen_current: int | None = None
         self._seen_writer: str | None = None  # the session that wrote the manifest last seen
         self._claimed = False
         self._published_marker = f"{VERSIONS}/.{prefix}published"
+        self._warned_damage: tuple[bytes | None, str] | None = None  # a damaged manifest warns once
         self.finish_in_background = finish_in_background
         self._finisher: BackgroundCommitter | None = BackgroundCommitter() if finish_in_background else None
 
@@ -109,44 +131,69 @@ class CheckpointStore:
     def read_manifest(self, _exclude: str | None = None) -> Manifest | None:
         """The committed manifest, ``None`` if nothing was committed yet.
 
-        A damaged manifest is rebuilt from the version folders (with a warning), leaving out
-        ``_exclude`` (the folder a commit in progress just wrote).
+        A damaged manifest (not in the form the store writes, see :mod:`.manifest`) is rebuilt
+        from the ``version.json`` of each version folder, leaving out ``_exclude`` (the folder a
+        commit in progress just wrote), with one :class:`CheckpointFallbackWarning` naming the
+        damaged entry and each folder left out.
         """
         return self._read_manifest_tagged(_exclude)[0]
 
     def _read_manifest_tagged(self, exclude: str | None = None) -> tuple[Manifest | None, str | None]:
         """:meth:`read_manifest`, and the tag of what was read for :meth:`_swap_manifest`."""
+        raw: bytes | None = None
+        tag: str | None = None
         try:
             raw, tag = self.location.read_tagged(self.manifest_name)
+            return Manifest.from_json(raw, self.prefix), tag
         except FileNotFoundError:
             return None, None
-        try:
-            return Manifest.from_json(raw), tag
-        except (ValueError, KeyError, TypeError) as error:
+        except (DamagedEntryError, IsADirectoryError) as error:  # not what the store writes, or a link
+            damage = str(error)
+        manifest, left_out = self._rebuild_manifest(exclude)
+        if self._warned_damage != (raw, damage):
+            self._warned_damage = (raw, damage)
+            found = ", ".join(f"epoch {v.epoch}" for v in manifest.versions) or "none"
             warnings.warn(
-                f"{self.location.url(self.manifest_name)} is damaged ({error}); rebuilding the list of "
-                "versions from the version folders", CheckpointFallbackWarning, stacklevel=3,
+                f"{self.location.url(self.manifest_name)} is damaged ({damage}); rebuilding the list of "
+                f"versions from the version folders (found: {found})"
+                + "".join(f"; left out {note}" for note in left_out),
+                CheckpointFallbackWarning, stacklevel=3,
             )
-            return self._rebuild_manifest(exclude), tag
+        return manifest, tag
 
-    def _rebuild_manifest(self, exclude: str | None) -> Manifest:
+    def _rebuild_manifest(self, exclude: str | None) -> tuple[Manifest, list[str]]:
+        """The versions whose ``version.json`` is valid and names the folder it sits in, oldest
+        first; and what was left out, and why."""
         # a repair by this writer is not another writer's commit: keep the generation it knows
         manifest = Manifest(prefix=self.prefix, generation=self._seen_generation or 0)
-        found = []
-        for folder in self._own_folders():
-            if f"{VERSIONS}/{folder}" == exclude:
+        found, left_out = [], []
+        try:
+            folders = self._own_folders()
+        except (OSError, DamagedEntryError) as error:
+            return manifest, [f"{VERSIONS}: {error}"]
+        for name in folders:
+            folder = f"{VERSIONS}/{name}"
+            info = f"{folder}/{VERSION_INFO}"
+            if folder == exclude:
                 continue
             try:
-                found.append(Version.from_dict(json.loads(
-                    self.location.read_bytes(f"{VERSIONS}/{folder}/{VERSION_INFO}"))))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # never finished: no version.json
+                version = Version.from_dict(parse_json(self.location.read_bytes(info), info), self.prefix, info)
+                if version.folder != folder:
+                    raise DamagedEntryError(f"{info}: folder must be {folder!r} (the folder it sits in), "
+                                            f"not {version.folder!r}")
+            except FileNotFoundError:
+                continue  # a commit that never finished: no version.json
+            except (OSError, DamagedEntryError) as error:
+                left_out.append(str(error) if isinstance(error, DamagedEntryError) else f"{info}: {error}")
+                continue
+            found.append(version)
         for version in sorted(found, key=lambda v: (v.epoch, v.time)):
             manifest.add(version, best=False)
-        return manifest
+        return manifest, left_out
 
     def _own_folders(self) -> list[str]:
-        return [name for name in self.location.listdir(VERSIONS) if self._folder_pattern.match(name)]
+        """The entries of ``versions/`` in the shape of this series' version folders."""
+        return [name for name in self.location.listdir(VERSIONS) if is_version_folder(name, self.prefix)]
 
     def has_checkpoint(self) -> bool:
         """True once a version was committed here."""
@@ -162,6 +209,12 @@ class CheckpointStore:
                 record = self.location.hash(rel)
             except FileNotFoundError:
                 found.append(f"{name} is missing")
+                continue
+            except DamagedEntryError as error:
+                found.append(f"{name} is not read: {error}")
+                continue
+            except OSError as error:
+                found.append(f"{name} cannot be read ({type(error).__name__}: {error})")
                 continue
             if record.size != entry.size:
                 found.append(f"{name} has {record.size} bytes, {entry.size} were committed")
@@ -293,25 +346,30 @@ class CheckpointStore:
         self.location.write(self._published_marker, lambda f: f.write(str(version_id).encode()), durable=False)
 
     def _repair_root(self, manifest: Manifest) -> list[str]:
-        """Copy the current version's files that the root lacks; what could not be copied."""
+        """Publish the current version's files that the root lacks (names validated by the parser:
+        plain file names of the version, never the store's own); what could not be copied."""
         current = manifest.version(manifest.current)
         if current is None:
             return []
         failures = []
         for name, entry in current.files.items():
             expected = FileRecord(entry.size, entry.sha256)
-            try:
-                if self.location.hash(name) == expected:
-                    continue
-                if self.location.hash(f"{current.folder}/{name}") != expected:
-                    continue  # a damaged version is never published; loading falls back anyway
-            except FileNotFoundError:
+            if self._record(name) == expected:
                 continue
+            if self._record(f"{current.folder}/{name}") != expected:
+                continue  # a damaged version is never published; loading falls back anyway
             try:
                 self.location.publish(f"{current.folder}/{name}", name)
             except Exception as error:
                 failures.append(self._describe(error, f"copying {name} to the root", entry.size))
         return failures
+
+    def _record(self, rel: str) -> FileRecord | None:
+        """Size and sha256 of file ``rel``; ``None`` if it is missing, unreadable or a link."""
+        try:
+            return self.location.hash(rel)
+        except (OSError, DamagedEntryError):
+            return None
 
     def _remove_temp_files(self, manifest: Manifest) -> None:
         """Temporary files of this series' root files and manifest, left by a killed writer."""
@@ -386,7 +444,9 @@ class CheckpointStore:
         once the manifest is committed; the next commit, :meth:`begin` and :meth:`wait` wait for it.
         """
         self.wait()
-        folder = f"{VERSIONS}/{self.prefix}epoch-{epoch:06d}-{secrets.token_hex(3)}"
+        epoch = operator.index(epoch)
+        folder = folder_name(self.prefix, epoch, secrets.token_hex(3))
+        self._check_new_version(files, epoch, folder, metrics)
         version = self._write_version(folder, files, epoch, metrics)
         _test_pause("before-manifest")
         dropped: list[Version] = []
@@ -517,6 +577,17 @@ class CheckpointStore:
         session = manifest.writer.get("session")  # absent in a manifest rebuilt after damage
         return session is None or self._seen_writer is None or session == self._seen_writer
 
+    def _check_new_version(self, files: Sequence[PendingFile], epoch: int, folder: str,
+                           metrics: dict[str, Any] | None) -> None:
+        """Refuse, before anything is written, a version that readers would take for damage
+        (the parser's rules: plain file names, ``f_*`` keys, metric values, epoch range)."""
+        names = [pending.name for pending in files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the files of one version need distinct names, not {names}")
+        planned = Version(id=0, epoch=epoch, folder=folder, files={
+            p.name: FileEntry(p.key, 0, "0" * 64) for p in files}, metrics=dict(metrics or {}), writer=self.writer)
+        Version.from_dict(planned.to_dict(), self.prefix, "the new version")
+
     def wait(self) -> None:
         """Wait for the root files and pruning of the last commit (``finish_in_background``)."""
         if self._finisher is not None:
@@ -533,8 +604,11 @@ class CheckpointStore:
         failures: list[str] = []
         try:
             with self.location.lock(self._lock_name):
-                fresh = self.read_manifest()
-                if fresh is None or not self._wrote_last(fresh):
+                try:  # strictly: a damaged or replaced manifest is nothing to prune or publish on
+                    fresh = Manifest.from_json(self.location.read_bytes(self.manifest_name), self.prefix)
+                except (OSError, DamagedEntryError):
+                    return
+                if not self._wrote_last(fresh):
                     return
                 try:
                     self._prune(fresh, dropped, unfinished)
@@ -579,7 +653,8 @@ class CheckpointStore:
 
     def _prune(self, manifest: Manifest, dropped: list[Version], unfinished: set[str]) -> None:
         """Remove dropped versions and ``unfinished`` folders (left by a crash or a writer that
-        lost), except what ``manifest`` (freshly read, still this writer's) names.
+        lost), except what ``manifest`` (freshly read, still this writer's) names; only folders
+        in this series' own shape.
 
         Where the storage cannot refuse a second writer's manifest, a folder this writer never
         committed may be that writer's current version: only dropped versions go there.
@@ -589,6 +664,7 @@ class CheckpointStore:
         if self.location.unenforced() is None:
             doomed |= unfinished
         for folder in sorted(doomed - named):
-            self.location.remove_tree(folder)
+            if is_version_folder(folder.removeprefix(f"{VERSIONS}/"), self.prefix):
+                self.location.remove_tree(folder)
         self._remove_temp_files(manifest)
 
