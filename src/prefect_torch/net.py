@@ -678,11 +678,16 @@ class NeuralNet(PartRegistry, BaseEstimator):
         return as_dataset(X, y, self.dataset, **self.get_params_for("dataset"))
 
     def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple[Any, Any]:
+        """``train_split(dataset, y, **fit_params)`` (without ``y`` when it is None); of the fit
+        parameters, ``train_split`` receives those it accepts (``groups`` for ``ValidSplit``), or
+        all of them when it takes ``**kwargs``."""
         dataset = self.get_dataset(X, y)
-        if self.train_split is None:
+        if not self.train_split:  # None (or False, which skorch accepts too)
             return dataset, None
-        groups = {"groups": fit_params["groups"]} if "groups" in fit_params else {}
-        return self.train_split(dataset, y, **groups)
+        split_params = _accepted_kwargs(self.train_split, fit_params)
+        if y is None:
+            return self.train_split(dataset, **split_params)
+        return self.train_split(dataset, y, **split_params)
 
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         """Batches of ``dataset``: fast tensor slicing for in-memory data, else a DataLoader."""
@@ -1004,6 +1009,18 @@ def _check_picklable(net: Any, state: dict) -> None:
                     "cannot store (a lambda or a function defined inside another). Define it at module level, "
                     "or save the weights with net.save_params(f_params=...) and rebuild the net in code."
                 )
+
+
+def _accepted_kwargs(function: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``function`` accepts (all of them if it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return dict(kwargs)
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in kwargs.items() if k in names}
 
 
 def _call_order(cb: Any) -> int:
