@@ -94,6 +94,8 @@ def take(x: Any, index: Any) -> Any:
     if is_dataframe(x):
         return x.iloc[index]
     if isinstance(x, list):
+        if x and not np.isscalar(x[0]):  # several arrays (as get_len reads a list of them)
+            return [take(value, index) for value in x]
         return [x[i] for i in index]
     return x[index]
 
