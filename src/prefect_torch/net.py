@@ -1028,7 +1028,7 @@ def _call_order(cb: Any) -> int:
     PrintLog last (2), every other callback in the order given (0)."""
     order = getattr(cb, "call_order", 0)
     # a duck-typed callback may lack it; on a Mock(spec=Callback) it is another Mock
-    return order if isinstance(order, numbers.Integral) else 0
+    return int(order) if isinstance(order, numbers.Integral) else 0
 
 
 def _same(value: Any, default: Any) -> bool:
