@@ -301,3 +301,17 @@ def test_epoch_scoring_without_targets_and_with_a_dict():
     assert seen == [None, None] and net.history[:, "mean_input"] == pytest.approx([X.mean()] * 2)
     with pytest.raises(ValueError, match="dict of several scorers"):
         make_net(callbacks=[EpochScoring({"a": "accuracy", "b": "f1"})]).initialize()
+
+
+def test_set_params_names_what_started_a_rebuild(capsys):
+    net = make_net(verbose=1, optimizer__momentum=0.5).initialize()
+    capsys.readouterr()
+    net.set_params(module__num_units=12, criterion__reduction="sum", optimizer__momentum=0.9)
+    assert capsys.readouterr().out.splitlines() == [
+        "Re-initializing module because the following parameters were re-set: module__num_units.",
+        "Re-initializing criterion.", "Re-initializing optimizer."]
+    assert net.optimizer_.param_groups[0]["momentum"] == 0.9 and net.criterion_.reduction == "sum"
+    net.set_params(criterion__reduction="mean")
+    assert capsys.readouterr().out.splitlines() == [
+        "Re-initializing criterion because the following parameters were re-set: criterion__reduction.",
+        "Re-initializing optimizer."]

@@ -235,11 +235,12 @@ class NeuralNet(PartRegistry, BaseEstimator):
         module_changed = touched("module") + compile_changed
         criterion_changed = touched("criterion")
         optimizer_changed = touched("optimizer") + sorted(changed & {"lr"})
+        # the message names the parameters that started the rebuild; the parts after it follow
         if module_changed:
             self._initialize_part("module", module_changed)
         if module_changed or criterion_changed:
-            self._initialize_part("criterion", criterion_changed)
-            self._initialize_part("optimizer", optimizer_changed)
+            self._initialize_part("criterion", None if module_changed else criterion_changed)
+            self._initialize_part("optimizer", None)
         elif optimizer_changed:
             self._update_optimizer_hyperparams(optimizer_changed)
 
