@@ -762,8 +762,10 @@ class NeuralNet(PartRegistry, BaseEstimator):
 
     def _set_training(self, training: bool) -> None:
         """Put every module and criterion (that is a torch module) in train or eval mode."""
-        for part in self._parts_of("module", "criterion"):
-            if getattr(part, "training", training) != training:
+        parts = self.__dict__
+        for attr in self._train_mode_attrs:  # module_, criterion_ and any a subclass added
+            part = parts.get(attr)
+            if part is not None and getattr(part, "training", training) != training:
                 part.train(training)
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
@@ -778,7 +780,7 @@ class NeuralNet(PartRegistry, BaseEstimator):
     def train_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """One optimizer step (through a closure, so LBFGS works too)."""
         steps: list[dict[str, Any]] = []
-        optimizers = self._parts_of("optimizer")
+        optimizers = [self.__dict__[attr] for attr in self._optimizer_attrs if attr in self.__dict__]
 
         def closure() -> torch.Tensor:
             for optimizer in optimizers:

@@ -48,6 +48,9 @@ class PartRegistry:
     _modules: list[str] = ["module"]
     _criteria: list[str] = ["criterion"]
     _optimizers: list[str] = ["optimizer"]
+    # the attribute names the training loop visits on every batch, kept in step with the lists
+    _train_mode_attrs: tuple[str, ...] = ("module_", "criterion_")
+    _optimizer_attrs: tuple[str, ...] = ("optimizer_",)
 
     @classmethod
     def _init_param_names(cls) -> list[str]:  # provided by the net
@@ -107,11 +110,18 @@ class PartRegistry:
             names = getattr(self, attribute)
             if item in names and item not in getattr(type(self), attribute):
                 object.__setattr__(self, attribute, [n for n in names if n != item])
+        self._refresh_attrs()
 
     def _add_to(self, attribute: str, item: str) -> None:
         names = getattr(self, attribute)
         if item not in names:
             object.__setattr__(self, attribute, [*names, item])
+            self._refresh_attrs()
+
+    def _refresh_attrs(self) -> None:
+        object.__setattr__(self, "_train_mode_attrs",
+                           tuple(f"{p}_" for p in [*self._modules, *self._criteria]))
+        object.__setattr__(self, "_optimizer_attrs", tuple(f"{p}_" for p in self._optimizers))
 
     def _names_of(self, kind: str) -> list[str]:
         names: list[str] = getattr(self, _LISTS[kind])
