@@ -315,3 +315,17 @@ def test_set_params_names_what_started_a_rebuild(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "Re-initializing criterion because the following parameters were re-set: criterion__reduction.",
         "Re-initializing optimizer."]
+
+
+def test_trim_for_prediction_drops_every_criterion_and_optimizer(data):
+    class TwoCriteria(NeuralNetClassifier):
+        def initialize_criterion(self):
+            super().initialize_criterion()
+            self.aux_criterion_ = nn.MSELoss()
+            return self
+
+    net = fit(make_net(TwoCriteria, max_epochs=1), *data)
+    proba = net.predict_proba(data[0])
+    net.trim_for_prediction()
+    assert (net.criterion_, net.aux_criterion_, net.optimizer_, net.criterion, net.optimizer) == (None,) * 5
+    np.testing.assert_array_equal(net.predict_proba(data[0]), proba)

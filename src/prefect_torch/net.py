@@ -512,6 +512,8 @@ class NeuralNet(PartRegistry, BaseEstimator):
         self.iterator_train = None
         for prefix in self._names_of("optimizer") + self._names_of("criterion"):
             setattr(self, prefix + "_", None)
+            if prefix in vars(self):  # the argument too (a class, or an instance holding state)
+                setattr(self, prefix, None)
         self.trimmed_for_prediction_ = True
         return self
 
