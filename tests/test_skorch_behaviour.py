@@ -329,3 +329,10 @@ def test_trim_for_prediction_drops_every_criterion_and_optimizer(data):
     net.trim_for_prediction()
     assert (net.criterion_, net.aux_criterion_, net.optimizer_, net.criterion, net.optimizer) == (None,) * 5
     np.testing.assert_array_equal(net.predict_proba(data[0]), proba)
+
+
+def test_shuffled_validation_batches_warn_at_initialize(recwarn):
+    make_net(iterator_valid__shuffle=False).initialize()
+    assert not [w for w in recwarn if "iterator_valid__shuffle" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"iterator_valid__shuffle=True shuffles .*predict\(\)"):
+        make_net(iterator_valid__shuffle=True).initialize()

@@ -480,6 +480,10 @@ class NeuralNet(PartRegistry, BaseEstimator):
             self._initialize_part(kind)
         self.initialize_history()
         self._check_kwargs()
+        if self.get_params_for("iterator_valid").get("shuffle"):
+            warnings.warn("iterator_valid__shuffle=True shuffles the validation batches, and so the "
+                          "rows that predict() and predict_proba() return; leave it False unless that "
+                          "is what you want", UserWarning, stacklevel=2)
         self.initialized_ = True
         return self
 
