@@ -813,12 +813,13 @@ def test_lr_scheduler_string_policies(data):
     net = fit(make_net(max_epochs=3, callbacks=[LRScheduler("StepLR", step_size=1, gamma=0.5)]), data)
     assert net.history[:, "event_lr"] == pytest.approx([0.5, 0.25, 0.125])
 
-    net = fit(make_net(max_epochs=3, callbacks=[
+    net = fit(make_net(max_epochs=4, callbacks=[
         LRScheduler("WarmRestartLR", min_lr=0.01, max_lr=0.2, base_period=2)]), data)
     lrs = net.history[:, "event_lr"]
     assert lrs[0] == pytest.approx(0.2)  # cosine starts at max_lr
     assert lrs[1] == pytest.approx(0.105)  # halfway through the first period of 2
-    assert lrs[2] == pytest.approx(0.2)  # restart
+    assert lrs[2] == pytest.approx(0.01)  # the period's end reaches min_lr (as in skorch)
+    assert lrs[3] == pytest.approx(0.2)  # restart
     default = LRScheduler().initialize()
     assert default.policy_ is WarmRestartLR
 

@@ -131,6 +131,26 @@ def test_load_init_state_without_checkpoint_trains_from_scratch(tmp_path, data):
     assert load.loaded_epoch_ is None and net.history[:, "epoch"] == [1, 2]
 
 
+@pytest.mark.parametrize("store", [True, False])
+def test_load_init_state_with_epoch_templates_starts_fresh_then_resumes(tmp_path, data, store):
+    """File names formatted with ``{last_epoch[epoch]}`` have no epoch to name on a first run:
+    LoadInitState trains from scratch, and the next run loads the newest named files."""
+    folder = "" if store else f"{tmp_path}/"  # absolute names: the plain layout, files at the root only
+    names = {"f_params": folder + "params_{last_epoch[epoch]}.pt", "f_optimizer": folder + "opt_{last_epoch[epoch]}.pt"}
+    cp = Checkpoint(monitor=None, dirname=str(tmp_path), **names)
+    assert cp.uses_store() is store
+    load = LoadInitState(cp)
+    first = _fit(data, cp, load, max_epochs=2)
+    assert load.loaded_epoch_ is None and first.history[:, "epoch"] == [1, 2]
+    assert (tmp_path / "params_2.pt").exists() and (tmp_path / "opt_2.pt").exists()
+    load = LoadInitState(cp)
+    second = _fit(data, cp, load, max_epochs=1)
+    assert load.loaded_epoch_ == 2 and second.history[:, "epoch"] == [1, 2, 3]
+    saved = torch.load(tmp_path / "params_2.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in first.module_.state_dict().items())
+    assert second.history[:2, "train_loss"] == first.history[:, "train_loss"]
+
+
 def test_load_init_state_refuses_another_architecture(tmp_path, data):
     cp = Checkpoint(monitor=None, dirname=str(tmp_path))
     _fit(data, cp, max_epochs=1)

@@ -91,8 +91,8 @@ def zero_score(net, X, y):
 class TwoModuleNet(NeuralNetClassifier):
     """A net with a second, custom module ``module2_`` (skorch: saved with ``f_module2``)."""
 
-    def initialize_module(self, reason=None):
-        super().initialize_module(reason)
+    def initialize_module(self):
+        super().initialize_module()
         self.module2_ = nn.Linear(3, 4)
         return self
 

@@ -20,7 +20,7 @@ from torch import nn
 from .callbacks import EpochScoring
 from .data import ValidSplit, targets_of
 from .net import NeuralNet
-from .utils import is_torch_dataset, to_numpy
+from .utils import is_torch_dataset, to_numpy, yields_targets
 
 
 class NeuralNetClassifier(ClassifierMixin, NeuralNet):
@@ -58,8 +58,8 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
 
     def check_data(self, X: Any, y: Any = None) -> None:
         super().check_data(X, y)
-        if y is None and is_torch_dataset(X):
-            y = targets_of(X)  # a Dataset with a ``y`` attribute still tells its classes
+        if y is None and yields_targets(self, X):
+            y = targets_of(X) if is_torch_dataset(X) else None  # a Dataset's targets still tell the classes
             if y is None:
                 return
         if y is None:
@@ -72,18 +72,18 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
                 f"{type(self).__name__}: y holds labels such as {str(y_np.flat[0])!r}; encode them "
                 "as class indices 0..n_classes-1, e.g. with sklearn.preprocessing.LabelEncoder"
             )
-        class_index_loss = isinstance(self.criterion_, (nn.NLLLoss, nn.CrossEntropyLoss))
-        if y_np.ndim == 1 and y_np.dtype.kind == "f" and class_index_loss:
+        class_index_losses = [c for c in self._parts_of("criterion") if isinstance(c, (nn.NLLLoss, nn.CrossEntropyLoss))]
+        if y_np.ndim == 1 and y_np.dtype.kind == "f" and class_index_losses:
             raise TypeError(
                 f"{type(self).__name__}: y has dtype {y_np.dtype} but "
-                f"{type(self.criterion_).__name__} needs class indices of an integer dtype; "
+                f"{type(class_index_losses[0]).__name__} needs class indices of an integer dtype; "
                 "convert it, e.g. y = y.astype(np.int64)"
             )
         if y_np.ndim == 1:
             self.classes_inferred_ = np.unique(y_np)
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
-        if isinstance(self.criterion_, nn.NLLLoss):
+        if isinstance(getattr(self, "criterion_", None), nn.NLLLoss):
             y_pred = torch.log(y_pred + torch.finfo(y_pred.dtype).eps)
         return super().get_loss(y_pred, y_true, X=X, training=training)
 

@@ -15,6 +15,7 @@ goes through a ``DataLoader``.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -26,7 +27,7 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
-from .utils import get_len, is_torch_dataset, take, to_numpy, to_tensor
+from .utils import get_len, is_sparse, is_torch_dataset, take, to_numpy, to_tensor
 
 
 def check_same_length(n_samples: int, y: Any) -> None:
@@ -68,7 +69,8 @@ class Dataset(torch.utils.data.Dataset):
         key = str(device)
         if key not in self._tensors:
             y = None if self.y is None else to_tensor(self.y, device)
-            self._tensors = {key: (to_tensor(self.X, device), y)}
+            X = SparseRows(self.X, device) if is_sparse(self.X) else to_tensor(self.X, device)
+            self._tensors = {key: (X, y)}
         return self._tensors[key]
 
     def __getstate__(self) -> dict:
@@ -77,7 +79,31 @@ class Dataset(torch.utils.data.Dataset):
         return state
 
 
+class SparseRows:
+    """A scipy sparse matrix whose rows, taken by index, come out as dense tensors on ``device``:
+    a ``TfidfVectorizer``'s output trains batch by batch, never densified whole.
+
+    >>> import scipy.sparse
+    >>> SparseRows(scipy.sparse.eye(4, format="csr"), "cpu")[1:3].tolist()
+    [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    """
+
+    def __init__(self, matrix: Any, device: str | torch.device | None):
+        self.matrix = matrix.tocsr()
+        self.device = device
+
+    def __len__(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return to_tensor(self.matrix[index].toarray(), self.device)
+
+
 def _row(x: Any, i: int) -> Any:
+    if is_sparse(x):
+        return torch.as_tensor(x[[i]].toarray()[0])
     return x.iloc[i].to_numpy() if hasattr(x, "iloc") and x.ndim > 1 else (x.iloc[i] if hasattr(x, "iloc") else x[i])
 
 
@@ -141,7 +167,19 @@ def targets_of(dataset: Any) -> Any:
     if isinstance(dataset, torch.utils.data.Subset):
         y = targets_of(dataset.dataset)
         return None if y is None else take(y, np.asarray(dataset.indices))
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2:
+        return dataset.tensors[1]
     return getattr(dataset, "y", None)
+
+
+def inputs_of(dataset: Any) -> Any:
+    """The user's ``X`` behind an in-memory :class:`Dataset` (or a ``Subset`` of one); any other
+    dataset is its own input."""
+    if isinstance(dataset, Dataset):
+        return dataset.X
+    if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, Dataset):
+        return take(dataset.dataset.X, np.asarray(dataset.indices))
+    return dataset
 
 
 class ValidSplit:
@@ -187,10 +225,8 @@ class ValidSplit:
                 "stratified validation split needs targets y; pass y to fit(), "
                 "or use train_split=ValidSplit(5, stratified=False)"
             )
-        y_split = None if y is None else to_numpy(y)
         n = len(dataset)
-        if y_split is not None and len(y_split) != n:
-            raise ValueError(f"ValidSplit: len(y)={len(y_split)} differs from len(dataset)={n}")
+        y_split = _split_targets(y, n, self.stratified)
         train_idx, valid_idx = next(iter(self._splitter().split(np.zeros(n), y_split, groups)))
         return _subset(dataset, train_idx), _subset(dataset, valid_idx)
 
@@ -203,6 +239,25 @@ class ValidSplit:
         return (self.cv, self.stratified, self.random_state) == (other.cv, other.stratified, other.random_state)
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+
+def _split_targets(y: Any, n: int, stratified: bool) -> np.ndarray | None:
+    """``y`` as one label per sample for the splitter; several targets (a dict, or a list of
+    arrays) are fine unless the split is stratified, which needs one label per sample."""
+    if y is None:
+        return None
+    several = isinstance(y, Mapping) or (isinstance(y, (list, tuple)) and len(y) and not np.isscalar(y[0]))
+    if several:
+        if stratified:
+            raise ValueError(
+                f"a stratified split needs one class label per sample, but y is a {type(y).__name__} "
+                "of several targets; pass the labels to stratify on as y, or use stratified=False"
+            )
+        return None
+    y_split = to_numpy(y)
+    if len(y_split) != n:
+        raise ValueError(f"ValidSplit: len(y)={len(y_split)} differs from len(dataset)={n}")
+    return y_split
 
 
 def _subset(dataset: Any, indices: np.ndarray) -> Any:
@@ -227,12 +282,13 @@ class predefined_split:
 
 
 def as_dataset(X: Any, y: Any = None, dataset: Callable = Dataset, **kwargs: Any) -> Any:
-    """``X`` itself when it is a torch Dataset, else ``dataset(X, y, **kwargs)``."""
+    """``X`` itself when it is a torch Dataset, else ``dataset(X, y, **kwargs)`` (or ``dataset``
+    itself when it is an initialized Dataset)."""
     if is_torch_dataset(X):
-        if y is not None and not isinstance(X, Dataset):
-            raise ValueError(
-                "X is a torch Dataset, which yields its own targets; pass y=None "
-                "(or pass arrays for X and y instead of a Dataset)"
-            )
-        return X
+        return X  # it yields its own targets; a y given with it only guides the split (stratification)
+    if is_torch_dataset(dataset):
+        if kwargs:
+            raise ValueError(f"dataset is already an initialized {type(dataset).__name__}, so the "
+                             f"dataset__ arguments {sorted(kwargs)} cannot apply; pass the class instead")
+        return dataset
     return dataset(X, y, **kwargs)

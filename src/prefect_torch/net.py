@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import inspect
 import io
+import numbers
 import os
 import pickle
 import re
@@ -45,6 +46,7 @@ from .params import (
     prefix_of,
     unknown_kwarg_message,
 )
+from .parts import KINDS, PartRegistry
 from .persistence import (
     apply_state_dict,
     history_json,
@@ -79,7 +81,7 @@ class _LearnableParams:
         return self.net.get_all_learnable_params()
 
 
-class NeuralNet(BaseEstimator):
+class NeuralNet(PartRegistry, BaseEstimator):
     """A scikit-learn estimator that trains a ``torch.nn.Module``.
 
     Arguments for the parts are routed by prefix: ``module__num_units=20`` goes to the module,
@@ -93,7 +95,8 @@ class NeuralNet(BaseEstimator):
     """
 
     #: argument prefixes routed to the net's parts; subclasses with more parts extend it
-    prefixes_: tuple[str, ...] = PREFIXES
+    #: (``prefixes_ = NeuralNet.prefixes_ + ["head"]``); parts created in ``initialize_*`` add theirs
+    prefixes_: list[str] = list(PREFIXES)
 
     def __init__(
         self,
@@ -135,9 +138,11 @@ class NeuralNet(BaseEstimator):
         self.compile = compile
         self.use_caching = use_caching
         self.torch_load_kwargs = torch_load_kwargs
+        # like scikit-learn, arguments are checked when the net is initialized, not here: a
+        # subclass's initialize_module may add the prefix that ``mymodule__x`` needs
         for name, value in kwargs.items():
-            self._check_routable(name)
             setattr(self, name, value)
+        self._extra_kwargs = sorted(kwargs)
         self._prediction_cache: list[Any] | None = None
 
     # -- parameters ---------------------------------------------------------------------------
@@ -159,17 +164,26 @@ class NeuralNet(BaseEstimator):
     def _prefix_of(self, name: str) -> str | None:
         return prefix_of(name, self.prefixes_)
 
-    def _check_routable(self, name: str) -> None:
-        if self._prefix_of(name) is None or name.endswith("_"):
-            raise TypeError(unknown_kwarg_message(
-                type(self).__name__, name, self._init_param_names(), self.prefixes_))
+    def _check_kwargs(self) -> None:
+        """Raise one ValueError naming every argument that is neither a parameter nor routed to a
+        part the initialized net has (``mymodule__x`` is fine once ``mymodule_`` exists)."""
+        valid = self._init_param_names()
+        given = set(self.__dict__.get("_extra_kwargs", ())) | set(self._routed_params())
+        unknown = sorted(name for name in given if name in vars(self) and name not in valid
+                         and (self._prefix_of(name) is None or name.endswith("_")))
+        if unknown:
+            raise ValueError("\n".join(
+                unknown_kwarg_message(type(self).__name__, name, valid, self.prefixes_) for name in unknown))
 
     def _routed_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if self._prefix_of(k) is not None}
+        """Every ``prefix__name`` argument, including ones whose part does not exist yet."""
+        return {k: v for k, v in vars(self).items() if "__" in k.strip("_")}
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor arguments, including the routed ``prefix__x`` ones."""
         params = {name: getattr(self, name) for name in self._init_param_names()}
+        params.update({name: vars(self)[name] for name in self.__dict__.get("_extra_kwargs", ())
+                       if name in vars(self)})
         params.update(self._routed_params())
         if deep and getattr(self, "initialized_", False):
             for name, cb in self.callbacks_:
@@ -185,10 +199,13 @@ class NeuralNet(BaseEstimator):
     def set_params(self, **params: Any) -> "NeuralNet":
         """Set parameters; parts whose parameters changed are re-initialized (``lr`` in place)."""
         valid = self._init_param_names()
+        initialized = getattr(self, "initialized_", False)
         for name in params:
-            if name not in valid and self._prefix_of(name) is None:
+            routed = self._prefix_of(name) is not None or ("__" in name and not initialized)
+            if name not in valid and not routed:
                 raise ValueError(
                     f"invalid parameter {name!r} for {type(self).__name__}{closest_name(name, valid)}"
+                    + ("" if "__" not in name else f" (the prefixes it knows: {', '.join(self.prefixes_)})")
                 )
         previous = {name: vars(self).get(name, _ABSENT) for name in params}
         for name, value in params.items():
@@ -206,40 +223,51 @@ class NeuralNet(BaseEstimator):
         return self
 
     def _reinitialize_changed(self, changed: set[str]) -> None:
-        def touched(part: str) -> list[str]:
-            return sorted(n for n in changed if n == part or self._prefix_of(n) == part)
+        """Rebuild what the changed parameters configure: a module (any of ``_modules``) rebuilds
+        the modules, criteria and optimizers; a criterion the criteria and optimizers; an
+        optimizer's hyper-parameters change in place where they can."""
+        def touched(kind: str) -> list[str]:
+            names = self._names_of(kind)
+            return sorted(n for n in changed if n in names or self._prefix_of(n) in names)
 
-        if touched("callbacks"):
+        if any(n == "callbacks" or self._prefix_of(n) == "callbacks" for n in changed):
             self.initialize_callbacks()
-        module_changed, criterion_changed = touched("module"), touched("criterion")
-        if module_changed:
-            self.initialize_module(reason=module_changed)
-        if criterion_changed:
-            self.initialize_criterion(reason=criterion_changed)
+        compile_changed = sorted(n for n in changed if n == "compile" or self._prefix_of(n) == "compile")
+        module_changed = touched("module") + compile_changed
+        criterion_changed = touched("criterion")
         optimizer_changed = touched("optimizer") + sorted(changed & {"lr"})
+        # the message names the parameters that started the rebuild; the parts after it follow
+        if module_changed:
+            self._initialize_part("module", module_changed)
         if module_changed or criterion_changed:
-            self.initialize_optimizer(reason=optimizer_changed)
+            self._initialize_part("criterion", None if module_changed else criterion_changed)
+            self._initialize_part("optimizer", None)
         elif optimizer_changed:
             self._update_optimizer_hyperparams(optimizer_changed)
 
     def _update_optimizer_hyperparams(self, changed: list[str]) -> None:
-        """Change ``lr``/``optimizer__x`` in place when every param group has ``x``, else rebuild.
-
-        ``optimizer__param_groups__<i>__<x>`` changes group ``i`` only.
-        """
-        _, kwargs = self.get_params_for_optimizer("optimizer", [])
-        suffixes = ["lr" if n == "lr" else n[len("optimizer__"):] for n in changed]
-        shared = [name for name in suffixes if not _GROUP_PARAM.match(name)]
-        groups = self.optimizer_.param_groups
-        if {"optimizer", "param_groups"} & set(shared) or not all(
-            name in group for group in groups for name in shared
-        ):
-            self.initialize_optimizer(reason=changed)
-            return
-        for group in groups:
-            for name in shared:
-                group[name] = kwargs[name]
-        self._apply_group_overrides(self.optimizer_, "optimizer")
+        """Change ``lr``/``<optimizer>__x`` in place when every param group of that optimizer has
+        ``x``, else rebuild the optimizers. ``<optimizer>__param_groups__<i>__<x>`` changes group ``i``."""
+        for prefix in self._names_of("optimizer"):
+            mine = [n for n in changed if self._prefix_of(n) == prefix or (n == "lr" and prefix == "optimizer")]
+            optimizer = getattr(self, prefix + "_", None)
+            if not mine or not isinstance(optimizer, torch.optim.Optimizer):
+                continue
+            _, kwargs = self.get_params_for_optimizer(prefix, [])
+            if prefix != "optimizer" and "lr" not in self.get_params_for(prefix):
+                kwargs.pop("lr")  # the net's lr belongs to the default optimizer
+            suffixes = ["lr" if n == "lr" else n[len(prefix) + 2:] for n in mine]
+            shared = [name for name in suffixes if not _GROUP_PARAM.match(name)]
+            groups = optimizer.param_groups
+            if {"param_groups"} & set(shared) or prefix in changed or not all(
+                name in group and name in kwargs for group in groups for name in shared
+            ):
+                self._initialize_part("optimizer", changed)
+                return
+            for group in groups:
+                for name in shared:
+                    group[name] = kwargs[name]
+            self._apply_group_overrides(optimizer, prefix)
 
     def _apply_group_overrides(self, optimizer: torch.optim.Optimizer, prefix: str) -> None:
         """Apply ``<prefix>__param_groups__<i>__<x>`` arguments to the built optimizer's groups."""
@@ -316,8 +344,12 @@ class NeuralNet(BaseEstimator):
                 if params:
                     raise ValueError(f"callbacks__{name} is None, so its parameters {sorted(params)} cannot be set")
                 continue
-            cb = cb(**params) if isinstance(cb, type) else cb.set_params(**params)
-            callbacks_.append((name, cb.initialize()))
+            if isinstance(cb, type):
+                cb = cb(**params)
+            elif params:
+                cb.set_params(**params)
+            cb.initialize()  # what it returns is not used: a duck-typed or mocked callback may return anything
+            callbacks_.append((name, cb))
         for key in routed:
             if key.split("__")[0] not in names:
                 raise ValueError(
@@ -345,11 +377,30 @@ class NeuralNet(BaseEstimator):
         return self.initialized_instance(factory, self.get_params_for(part), part)
 
     def torch_compile(self, module: nn.Module, name: str = "module") -> nn.Module:
-        """``torch.compile(module, **compile__kwargs)`` when ``compile=True``, else ``module``."""
+        """``torch.compile(module, **compile__kwargs)`` when ``compile=True``, else ``module``.
+
+        The net applies it to every module and criterion (``name`` is the attribute's prefix)."""
         if not self.compile:
             return module
         compiled: nn.Module = torch.compile(module, **self.get_params_for("compile"))  # type: ignore[assignment]
         return compiled
+
+    def _initialize_part(self, kind: str, reason: list[str] | None = None) -> None:
+        """Run ``initialize_<kind>()``, registering the parts it creates, then move the modules or
+        criteria it made to the device and compile them (``compile=True``)."""
+        self._reinit_message(kind, reason)
+        if kind == "module":
+            self._check_device()
+        with self._initializing(kind):
+            getattr(self, f"initialize_{kind}")()
+            if kind == "optimizer":
+                return
+            for prefix in self._names_of(kind):
+                part = self.__dict__.get(prefix + "_")
+                if isinstance(part, nn.Module):
+                    if self.device is not None:
+                        part = part.to(self.device)
+                    setattr(self, prefix + "_", self.torch_compile(part, prefix))
 
     def _check_device(self) -> None:
         device = torch.device(self.device) if self.device is not None else None
@@ -359,24 +410,24 @@ class NeuralNet(BaseEstimator):
                 "pass device='cpu' (or install a CUDA build of torch on a machine with a GPU)"
             )
 
-    def initialize_module(self, reason: list[str] | None = None) -> "NeuralNet":
-        self._reinit_message("module", reason)
-        self._check_device()
-        module = self._build("module", self.module)
-        module = module.to(self.device) if self.device is not None else module
-        self.module_ = self.torch_compile(module, "module")
+    def initialize_module(self) -> "NeuralNet":
+        """Build ``module_`` (a subclass may create more modules here: ``self.mymodule_ = ...``).
+
+        ``initialize()`` and ``set_params`` then move every module to ``device`` and compile it."""
+        self.module_ = self._build("module", self.module)
         return self
 
-    def initialize_criterion(self, reason: list[str] | None = None) -> "NeuralNet":
-        self._reinit_message("criterion", reason)
-        criterion = self._build("criterion", self.criterion)
-        self.criterion_ = criterion.to(self.device) if self.device is not None else criterion
+    def initialize_criterion(self) -> "NeuralNet":
+        """Build ``criterion_`` (a torch module, or any callable ``loss = criterion(y_pred, y_true)``)."""
+        self.criterion_ = self._build("criterion", self.criterion)
         return self
 
     def get_all_learnable_params(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Named parameters of the module and the criterion that require gradients."""
+        """Named parameters of every module and criterion that require gradients (each once)."""
         seen = set()
-        for part in (self.module_, self.criterion_):
+        for part in self._parts_of("module", "criterion"):
+            if not isinstance(part, nn.Module):
+                continue
             for name, param in part.named_parameters():
                 if param.requires_grad and id(param) not in seen:
                     seen.add(id(param))
@@ -408,12 +459,12 @@ class NeuralNet(BaseEstimator):
                 groups[-1]["params"].append(param)
         return ([g for g in groups if g["params"]],), kwargs
 
-    def initialize_optimizer(self, reason: list[str] | None = None) -> "NeuralNet":
-        """Build ``optimizer_`` over the module's and criterion's learnable parameters."""
-        self._reinit_message("optimizer", reason)
+    def initialize_optimizer(self) -> "NeuralNet":
+        """Build ``optimizer_`` over the learnable parameters of every module and criterion."""
         args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
         if not args[0]:
-            raise ValueError(f"the module {type(self.module_).__name__} has no learnable parameters")
+            modules = ", ".join(f"{name}_" for name in self._names_of("module"))
+            raise ValueError(f"the net's modules ({modules}) have no learnable parameters")
         check_accepts("optimizer", self.optimizer, kwargs)
         self.optimizer_ = self.optimizer(*args, **kwargs)
         self._apply_group_overrides(self.optimizer_, "optimizer")
@@ -426,10 +477,14 @@ class NeuralNet(BaseEstimator):
     def initialize(self) -> "NeuralNet":
         """Create ``callbacks_``, ``module_``, ``criterion_``, ``optimizer_`` and ``history_``."""
         self.initialize_callbacks()
-        self.initialize_module()
-        self.initialize_criterion()
-        self.initialize_optimizer()
+        for kind in KINDS:
+            self._initialize_part(kind)
         self.initialize_history()
+        self._check_kwargs()
+        if self.get_params_for("iterator_valid").get("shuffle"):
+            warnings.warn("iterator_valid__shuffle=True shuffles the validation batches, and so the "
+                          "rows that predict() and predict_proba() return; leave it False unless that "
+                          "is what you want", UserWarning, stacklevel=2)
         self.initialized_ = True
         return self
 
@@ -460,7 +515,10 @@ class NeuralNet(BaseEstimator):
         self.history_ = History()
         self.train_split = None
         self.iterator_train = None
-        self.optimizer_ = self.criterion_ = None
+        for prefix in self._names_of("optimizer") + self._names_of("criterion"):
+            setattr(self, prefix + "_", None)
+            if prefix in vars(self):  # the argument too (a class, or an instance holding state)
+                setattr(self, prefix, None)
         self.trimmed_for_prediction_ = True
         return self
 
@@ -592,7 +650,7 @@ class NeuralNet(BaseEstimator):
         if methods is None:
             methods = cache[1][hook] = [
                 getattr(cb, hook) for _, cb in callbacks
-                if getattr(type(cb), hook, None) is not getattr(Callback, hook)
+                if hasattr(cb, hook) and getattr(type(cb), hook, None) is not getattr(Callback, hook)
             ]
         return methods
 
@@ -628,11 +686,16 @@ class NeuralNet(BaseEstimator):
         return as_dataset(X, y, self.dataset, **self.get_params_for("dataset"))
 
     def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple[Any, Any]:
+        """``train_split(dataset, y, **fit_params)`` (without ``y`` when it is None); of the fit
+        parameters, ``train_split`` receives those it accepts (``groups`` for ``ValidSplit``), or
+        all of them when it takes ``**kwargs``."""
         dataset = self.get_dataset(X, y)
-        if self.train_split is None:
+        if not self.train_split:  # None (or False, which skorch accepts too)
             return dataset, None
-        groups = {"groups": fit_params["groups"]} if "groups" in fit_params else {}
-        return self.train_split(dataset, y, **groups)
+        split_params = _accepted_kwargs(self.train_split, fit_params)
+        if y is None:
+            return self.train_split(dataset, **split_params)
+        return self.train_split(dataset, y, **split_params)
 
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         """Batches of ``dataset``: fast tensor slicing for in-memory data, else a DataLoader."""
@@ -705,10 +768,12 @@ class NeuralNet(BaseEstimator):
         self.history.record(f"{prefix}_batch_count", count)
 
     def _set_training(self, training: bool) -> None:
-        if self.module_.training != training:
-            self.module_.train(training)
-        if self.criterion_ is not None and self.criterion_.training != training:
-            self.criterion_.train(training)
+        """Put every module and criterion (that is a torch module) in train or eval mode."""
+        parts = self.__dict__
+        for attr in self._train_mode_attrs:  # module_, criterion_ and any a subclass added
+            part = parts.get(attr)
+            if part is not None and getattr(part, "training", training) != training:
+                part.train(training)
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """Forward and backward pass of one batch; returns ``{'loss', 'y_pred'}``."""
@@ -722,16 +787,21 @@ class NeuralNet(BaseEstimator):
     def train_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """One optimizer step (through a closure, so LBFGS works too)."""
         steps: list[dict[str, Any]] = []
+        optimizers = [self.__dict__[attr] for attr in self._optimizer_attrs if attr in self.__dict__]
 
         def closure() -> torch.Tensor:
-            self.optimizer_.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             step = self.train_step_single(batch, **fit_params)
             steps.append(step)
             self.notify("on_grad_computed", named_parameters=_LearnableParams(self), batch=batch,
                         training=True)
             return step["loss"]
 
-        self.optimizer_.step(closure)
+        first, *others = optimizers
+        first.step(closure)
+        for optimizer in others:  # a subclass's further optimizers use the gradients just computed
+            optimizer.step()
         return steps[0]
 
     def validation_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
@@ -809,9 +879,12 @@ class NeuralNet(BaseEstimator):
             if not callable(choice):
                 raise TypeError(f"predict_nonlinearity must be 'auto', None or a callable, got {choice!r}")
             return choice
-        if isinstance(self.criterion_, nn.CrossEntropyLoss):
+        criteria = self._parts_of("criterion")
+        if len(criteria) != 1:  # several losses (or none): no way to tell what the outputs are
+            return _identity
+        if isinstance(criteria[0], nn.CrossEntropyLoss):
             return _softmax
-        if isinstance(self.criterion_, nn.BCEWithLogitsLoss):
+        if isinstance(criteria[0], nn.BCEWithLogitsLoss):
             return torch.sigmoid
         return _identity
 
@@ -840,7 +913,7 @@ class NeuralNet(BaseEstimator):
                 shown.append(f"{name}={getattr(value, '__name__', None) or repr(value)}")
         state = "initialized" if getattr(self, "initialized_", False) else "uninitialized"
         text = f"{type(self).__name__}[{state}]({', '.join(shown)})"
-        if state == "initialized":
+        if state == "initialized" and "module_" in vars(self):
             module = "\n  ".join(repr(self.module_).splitlines())
             text += f"\n  module_={module}"
         return text
@@ -950,10 +1023,24 @@ def _check_picklable(net: Any, state: dict) -> None:
                 )
 
 
+def _accepted_kwargs(function: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``function`` accepts (all of them if it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return dict(kwargs)
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
 def _call_order(cb: Any) -> int:
     """Where a callback runs among the others: LoadInitState first (-1), Checkpoints late (1),
     PrintLog last (2), every other callback in the order given (0)."""
-    return int(getattr(cb, "call_order", 0))
+    order = getattr(cb, "call_order", 0)
+    # a duck-typed callback may lack it; on a Mock(spec=Callback) it is another Mock
+    return int(order) if isinstance(order, numbers.Integral) else 0
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -14,13 +14,15 @@ from sklearn.base import RegressorMixin
 from torch import nn
 
 from .net import NeuralNet
-from .utils import is_torch_dataset, to_numpy
+from .utils import yields_targets
 
 
 class NeuralNetRegressor(RegressorMixin, NeuralNet):
     """A :class:`NeuralNet` for regression with ``MSELoss`` by default; ``score`` is R².
 
-    Targets must be 2-D, one column per regression target (``y.reshape(-1, 1)`` for one).
+    Targets are 2-D, one column per regression target (``y.reshape(-1, 1)`` for one), or 1-D
+    when the module's output is 1-D too (as scikit-learn's ``BaggingRegressor`` passes them);
+    a module output whose shape differs from y's is an error, never a silent broadcast.
     """
 
     def __init__(self, module: Any, *, criterion: Any = nn.MSELoss, **kwargs: Any):
@@ -28,12 +30,6 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
 
     def check_data(self, X: Any, y: Any = None) -> None:
         super().check_data(X, y)
-        if y is None:
-            if not is_torch_dataset(X):
-                raise ValueError(f"{type(self).__name__} needs targets: call fit(X, y)")
-            return
-        if to_numpy(y).ndim == 1:
-            raise ValueError(
-                f"{type(self).__name__}: y is 1-dimensional (shape {to_numpy(y).shape}); it needs "
-                "one column per regression target: reshape it, e.g. y = y.reshape(-1, 1)"
-            )
+        if y is None and not yields_targets(self, X):
+            raise ValueError(f"{type(self).__name__} needs targets: call fit(X, y), or pass a Dataset "
+                             "(or an iterator_train) that yields (X, y) batches")

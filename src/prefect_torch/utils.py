@@ -20,8 +20,19 @@ def is_dataframe(x: Any) -> bool:
     return hasattr(x, "iloc") and hasattr(x, "to_numpy")
 
 
+def is_sparse(x: Any) -> bool:
+    """True for scipy sparse matrices and arrays (checked without importing scipy)."""
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
 def is_torch_dataset(x: Any) -> bool:
     return isinstance(x, torch.utils.data.Dataset)
+
+
+def yields_targets(net: Any, X: Any) -> bool:
+    """True when the data bring their own targets: ``X`` is a torch Dataset, or the net's
+    ``iterator_train`` is not the default ``DataLoader`` (a custom one may make them)."""
+    return is_torch_dataset(X) or getattr(net, "iterator_train", None) is not torch.utils.data.DataLoader
 
 
 def to_tensor(x: Any, device: str | torch.device | None) -> Any:
@@ -69,6 +80,8 @@ def get_len(x: Any) -> int:
         return next(iter(lengths.values()))
     if isinstance(x, (list, tuple)) and x and not np.isscalar(x[0]):
         return get_len(x[0])
+    if is_sparse(x):
+        return int(x.shape[0])
     return len(x)
 
 
@@ -81,6 +94,8 @@ def take(x: Any, index: Any) -> Any:
     if is_dataframe(x):
         return x.iloc[index]
     if isinstance(x, list):
+        if x and not np.isscalar(x[0]):  # several arrays (as get_len reads a list of them)
+            return [take(value, index) for value in x]
         return [x[i] for i in index]
     return x[index]
 

@@ -387,7 +387,12 @@ class Checkpoint(_SavesFiles):
         probe = net
         if history_path is not None and os.path.exists(history_path):
             probe = _HistoryOnly(History.from_file(history_path))
-        files = self.get_formatted_files(probe)
+        try:
+            files = self.get_formatted_files(probe)
+        except (KeyError, IndexError):
+            if len(probe.history):
+                raise
+            return {}  # the names need an epoch (``{last_epoch[epoch]}``) and none was saved yet
         return {k: v for k, v in files.items()
                 if v is not None and (not isinstance(v, str) or os.path.exists(v)) and k != "f_pickle"}
 

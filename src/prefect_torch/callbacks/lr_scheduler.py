@@ -18,21 +18,44 @@ from .base import Callback
 
 
 class WarmRestartLR(torch_schedulers.LRScheduler):
-    """Cosine annealing from ``max_lr`` to ``min_lr`` over periods that grow by ``period_mult``."""
+    """Cosine annealing from ``max_lr`` to ``min_lr`` over periods that grow by ``period_mult``.
 
-    def __init__(self, optimizer: torch.optim.Optimizer, min_lr: float = 1e-6, max_lr: float = 0.05,
+    A period of ``p`` epochs runs from ``max_lr`` (its first epoch) down to ``min_lr`` (epoch
+    ``p``), then the next period restarts at ``max_lr``. ``min_lr`` and ``max_lr`` are numbers,
+    or one number per param group of the optimizer.
+
+    >>> opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    >>> sched = WarmRestartLR(opt, min_lr=0.0, max_lr=1.0, base_period=2, period_mult=2)
+    >>> lrs = [opt.param_groups[0]["lr"]] + [(sched.step(), opt.param_groups[0]["lr"])[1] for _ in range(3)]
+    >>> [round(lr, 2) for lr in lrs]
+    [1.0, 0.5, 0.0, 1.0]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, min_lr: Any = 1e-6, max_lr: Any = 0.05,
                  base_period: int = 10, period_mult: int = 2, last_epoch: int = -1):
-        self.min_lr, self.max_lr = min_lr, max_lr
+        groups = len(optimizer.param_groups)
+        self.min_lr, self.max_lr = _per_group("min_lr", min_lr, groups), _per_group("max_lr", max_lr, groups)
         self.base_period, self.period_mult = base_period, period_mult
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float | torch.Tensor]:
         epoch, period = max(self.last_epoch, 0), self.base_period
-        while epoch >= period:
-            epoch -= period
+        while epoch > period:  # a period of p epochs spans p + 1 values: max_lr ... min_lr
+            epoch -= period + 1
             period *= self.period_mult
-        lr = self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1 + math.cos(math.pi * epoch / period))
-        return [lr for _ in self.optimizer.param_groups]
+        shape = 0.5 * (1 + math.cos(math.pi * epoch / period))
+        return [low + (high - low) * shape for low, high in zip(self.min_lr, self.max_lr)]
+
+
+def _per_group(name: str, value: Any, groups: int) -> list[float]:
+    """``value`` for each of ``groups`` param groups: a number for all, or one per group."""
+    if np.ndim(value) == 0:
+        return [float(value)] * groups
+    values = [float(v) for v in np.asarray(value).ravel()]
+    if len(values) != groups:
+        raise ValueError(f"WarmRestartLR({name}={value!r}): the optimizer has {groups} param group(s), "
+                         f"so {name} must be one number or {groups} numbers")
+    return values
 
 
 def _resolve_policy(policy: Any) -> type:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, get_scorer, make_scorer
 
-from ..data import targets_of
+from ..data import inputs_of, targets_of
 from ..utils import to_numpy
 from .base import Callback
 
@@ -64,6 +64,11 @@ def _as_scorer(scoring: Any) -> Callable[[Any, Any, Any], float]:
                 f"scoring={scoring!r} is not a scikit-learn scorer name; pass one of "
                 "sklearn.metrics.get_scorer_names() or a callable scorer(net, X, y)"
             ) from exc
+    if isinstance(scoring, dict):
+        raise ValueError(
+            f"scoring={scoring!r}: a dict of several scorers is not supported; add one EpochScoring "
+            "per metric, e.g. callbacks=[EpochScoring('f1', name='f1'), EpochScoring('recall', name='recall')]"
+        )
     if callable(scoring):
         is_metric = getattr(scoring, "__module__", "").startswith("sklearn.metrics")
         if is_metric and not hasattr(scoring, "_score_func"):
@@ -76,7 +81,7 @@ class _ScoreRecorder(Callback):
     """Shared part: a ``name``, a direction, and recording ``name``/``name_best``."""
 
     name: str | None
-    lower_is_better: bool
+    lower_is_better: bool | None
     on_train: bool
 
     def initialize(self) -> "_ScoreRecorder":
@@ -98,10 +103,13 @@ class _ScoreRecorder(Callback):
         return score < self.best_score_ if self.lower_is_better else score > self.best_score_
 
     def _record(self, net: Any, score: float) -> None:
+        """Record ``name``, and ``name_best`` unless ``lower_is_better`` is None (no direction)."""
+        net.history.record(self.name_, score)
+        if self.lower_is_better is None:
+            return
         is_best = bool(self._is_best(score))
         if is_best:
             self.best_score_ = score
-        net.history.record(self.name_, score)
         net.history.record(f"{self.name_}_best", is_best)
 
     def _phase(self, training: bool | None) -> bool:
@@ -178,7 +186,9 @@ class EpochScoring(_Scoring):
     """Scores the whole validation (or, with ``on_train=True``, training) data once per epoch.
 
     ``scoring`` is a scikit-learn scorer name (``"accuracy"``, ``"roc_auc"``...), a callable
-    ``scorer(net, X, y)``, or ``None`` for ``net.score``. The value is recorded as ``name``
+    ``scorer(net, X, y)``, or ``None`` for ``net.score``. With ``use_caching`` the scorer gets the
+    validation dataset and the predictions already made; without, the data as passed to ``fit``
+    (``X`` of an in-memory dataset). ``y`` is None when the data have no targets. The value is recorded as ``name``
     (default: the scorer's name) together with ``name + "_best"``.
 
     >>> EpochScoring("f1", lower_is_better=False, name="valid_f1").name
@@ -206,28 +216,33 @@ class EpochScoring(_Scoring):
         if y is not None:
             self.y_trues_.append(y)
 
-    def _targets(self, net: Any, dataset: Any) -> Any:
-        if self._caching(net):
-            if not self.y_trues_:
-                return None
-            return np.concatenate([np.atleast_1d(self.target_extractor(y)) for y in self.y_trues_])
+    def get_test_data(self, dataset_train: Any, dataset_valid: Any,
+                      use_caching: bool | None = None) -> tuple[Any, Any, list]:
+        """``(X, y, y_preds)`` this epoch is scored on: with caching the dataset, its targets and
+        the batch predictions already made; without, the data as passed to ``fit`` (``X`` of an
+        in-memory dataset), its targets and ``[]``. ``y`` is None when there are no targets."""
+        caching = self.use_caching if use_caching is None else use_caching
+        dataset = dataset_train if self.on_train else dataset_valid
+        if caching:
+            y = (np.concatenate([np.atleast_1d(self.target_extractor(y)) for y in self.y_trues_])
+                 if self.y_trues_ else None)
+            return dataset, y, self.y_preds_
         y = targets_of(dataset)
-        return None if y is None else self.target_extractor(y)
+        return inputs_of(dataset), None if y is None else self.target_extractor(y), []
 
     def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None,
                      **kwargs: Any) -> None:
-        dataset = dataset_train if self.on_train else dataset_valid
-        if dataset is None:
+        if (dataset_train if self.on_train else dataset_valid) is None:
             return
-        y_true = self._targets(net, dataset)
-        if self._caching(net):
-            if not self.y_preds_:
+        caching = self._caching(net)
+        X, y_true, y_preds = self.get_test_data(dataset_train, dataset_valid, use_caching=caching)
+        if caching:
+            if not y_preds:
                 return
-            with net.cached_predictions(self.y_preds_):
-                score = self.scorer_(net, dataset, y_true)
+            with net.cached_predictions(y_preds):
+                score = self.scorer_(net, X, y_true)
         else:
-            score = self.scorer_(net, dataset, y_true)
-        self._reset_cache()
+            score = self.scorer_(net, X, y_true)
         self._record(net, float(score))
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
