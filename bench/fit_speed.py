@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
           f"skorch {skorch.__version__ if skorch is not None else '-'}, sklearn {sklearn.__version__}")
     print(f"torch threads {torch.get_num_threads()}, seed {args.seed}, {repeat} interleaved round(s) per case")
     print(f"MyModule(num_units={NUM_UNITS}), SGD lr={LR}, batch {BATCH_SIZE}, {MAX_EPOCHS} epochs, "
-          "valid = first StratifiedKFold(5) fold")
+          "valid = first StratifiedKFold(5) fold (dataset cases: first KFold(5) fold)")
     if skorch is None:
         print("note: skorch is not importable, so it is skipped (pip install -e '.[compare]')")
 
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"({_fmt_ratio(r['prefect_torch_over_hand_loop_median'])})")
         print(f"{case_name:<14}{vs_skorch:>26}{vs_hand:>30}")
 
-    print_rule("targets (from the issue)")
+    print_rule("targets (from the issues)")
     targets: list[dict[str, Any]] = []
     for big, target in ((BIG, SPEEDUP_VS_SKORCH_TARGET), (DATASET_BIG, DATASET_SPEEDUP_VS_SKORCH_TARGET)):
         if big in ratios:

@@ -97,6 +97,7 @@ class OwnGetItems(TensorDataset):
     (Dataset(pd.DataFrame(X)), {"batch_size": 8}),
     (Dataset(np.array(["a", "b"], dtype=object)), {"batch_size": 8}),
     (Dataset([[1.0, 2.0], [3.0, 4.0]]), {"batch_size": 8}),
+    (TensorDataset(torch.eye(3).to_sparse()), {"batch_size": 2}),
 ])
 def test_other_datasets_and_loaders_are_built_as_asked(dataset, kwargs):
     loader = make_loader(dataset, dict(kwargs))

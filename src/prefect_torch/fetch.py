@@ -41,7 +41,7 @@ def _same_method(dataset: Any, base: type, name: str) -> bool:
 def _numeric_rows(x: Any) -> bool:
     """Tensors, and numpy arrays that ``default_collate`` turns into tensors (no strings/objects)."""
     if isinstance(x, torch.Tensor):
-        return x.dim() > 0
+        return x.dim() > 0 and x.layout == torch.strided  # sparse rows: one by one, as given
     return isinstance(x, np.ndarray) and x.ndim > 0 and x.dtype.kind in "biufc"
 
 
