@@ -27,6 +27,7 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from .fetch import make_loader
 from .utils import get_len, is_sparse, is_torch_dataset, take, to_numpy, to_tensor
 
 
@@ -150,7 +151,8 @@ FAST_ITERATOR_ARGS = {"batch_size", "shuffle", "drop_last"}
 
 
 def make_iterator(dataset: Any, iterator: Callable, kwargs: dict, device: Any) -> Any:
-    """Fast tensor batches where the data allow it, else ``iterator(dataset, **kwargs)``."""
+    """Fast tensor batches where the data allow it, else ``iterator(dataset, **kwargs)``
+    (a ``DataLoader`` fetching whole batches from datasets of tensors: :mod:`.fetch`)."""
     if (
         iterator is torch.utils.data.DataLoader
         and type(dataset) is Dataset
@@ -159,6 +161,8 @@ def make_iterator(dataset: Any, iterator: Callable, kwargs: dict, device: Any) -
         return TensorBatches(dataset, device=device, **kwargs)
     if kwargs.get("batch_size") == -1:
         kwargs = {**kwargs, "batch_size": len(dataset)}
+    if iterator is torch.utils.data.DataLoader:
+        return make_loader(dataset, kwargs)
     return iterator(dataset, **kwargs)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import IO, Any
 
 
@@ -102,3 +103,116 @@ class History(list):
             with open(f, encoding="utf-8") as handle:
                 return cls(json.load(handle))
         return cls(json.load(f))
+
+
+class DistributedHistory(History):
+    """A :class:`History` kept identical across the processes of one distributed training run
+    (``DistributedDataParallel``, ``accelerate``), for callbacks that steer training from it.
+
+    Each process sees only its own batches; their batch records go through a
+    ``torch.distributed`` key-value store (``TCPStore``, ``FileStore``, ``HashStore``), and every
+    read or new batch first collects the records of all ranks, so each process's history holds
+    every rank's batches, ordered by batch, then rank, then key. Epoch values stay per process.
+    Values make a JSON round trip. Pass it to the net: ``NeuralNet(..., history=dist_history)``.
+
+    Parameters
+    ----------
+    *args
+        Rows to start from, as for a list.
+    store : torch.distributed.Store
+        The store shared by all processes.
+    rank : int
+        This process's rank, ``0 <= rank < world_size``.
+    world_size : int
+        The number of processes; each must record the same batches, or the reads wait (the
+        store's timeout applies).
+
+    >>> import datetime
+    >>> from torch.distributed import HashStore
+    >>> h = DistributedHistory(store=HashStore(), rank=0, world_size=1)
+    >>> h.new_epoch(); h.new_batch(); h.record_batch("train_loss", 0.5)
+    >>> h[-1, "batches", -1, "train_loss"]
+    0.5
+
+    A pickled copy drops a store that cannot be pickled (``TCPStore``); set ``store`` again
+    before training with it.
+    """
+
+    def __init__(self, *args: Any, store: Any, rank: int, world_size: int):
+        super().__init__(*args)
+        self.store = store
+        self.rank = rank
+        self.world_size = world_size
+        self._batch = 0  # batches begun in the current epoch
+        self._pending: list[list] = []  # batch records of all ranks not read back yet
+
+    @property
+    def history(self) -> "DistributedHistory":
+        """This history, with every rank's records read in."""
+        self.sync()
+        return self
+
+    def sync(self) -> None:
+        """Read every rank's batch records written since the last sync into this history."""
+        if not self._pending:
+            return
+        keys = sorted(self._pending)
+        names = [json.dumps(key) for key in keys]
+        self.store.wait(names)
+        self._pending = []
+        batches = list.__getitem__(self, -1)["batches"]
+        previous = None
+        for (_, batch, rank, attr), name in zip(keys, names):
+            if previous is not None and previous != (batch, rank):
+                batches.append({})  # the next rank's batch, or the next batch
+            previous = (batch, rank)
+            batches[-1][attr] = json.loads(self.store.get(name))
+
+    def new_epoch(self) -> None:
+        self.sync()
+        super().new_epoch()
+        self._batch = 0
+
+    def new_batch(self) -> None:
+        self.sync()
+        super().new_batch()
+        self._batch += 1
+
+    def record_batch(self, key: str, value: Any) -> None:
+        """Write the value to the store; it lands in the history (of every rank) at the next sync."""
+        epoch = super().__len__()
+        self.store.set(json.dumps([epoch, self._batch, self.rank, key]), json.dumps(value))
+        self._pending.extend([epoch, self._batch, rank, key] for rank in range(self.world_size))
+
+    def clear(self) -> None:
+        super().clear()
+        self._batch = 0
+        self._pending = []
+
+    def __len__(self) -> int:
+        self.sync()
+        return super().__len__()
+
+    def __iter__(self) -> Any:
+        self.sync()
+        return super().__iter__()
+
+    def __getitem__(self, index: Any) -> Any:
+        self.sync()
+        return super().__getitem__(index)
+
+    @classmethod
+    def from_file(cls, f: Any) -> "History":
+        raise NotImplementedError(
+            "DistributedHistory.from_file: a saved history has no store; load it with "
+            "History.from_file(f) instead"
+        )
+
+    def __getstate__(self) -> dict:
+        self.sync()  # a copy holds every record read so far, and waits for none
+        state = dict(self.__dict__)
+        try:
+            pickle.dumps(state["store"])
+        except (TypeError, pickle.PicklingError, AttributeError):
+            state["store"] = None  # TCPStore and FileStore cannot be pickled
+        return state

@@ -138,6 +138,9 @@ class NeuralNet(PartRegistry, BaseEstimator):
         self.compile = compile
         self.use_caching = use_caching
         self.torch_load_kwargs = torch_load_kwargs
+        history = kwargs.pop("history", None)  # e.g. a DistributedHistory; not a parameter (as in skorch)
+        if history is not None:
+            self.history_ = history
         # like scikit-learn, arguments are checked when the net is initialized, not here: a
         # subclass's initialize_module may add the prefix that ``mymodule__x`` needs
         for name, value in kwargs.items():
@@ -471,7 +474,13 @@ class NeuralNet(PartRegistry, BaseEstimator):
         return self
 
     def initialize_history(self) -> "NeuralNet":
-        self.history_ = History()
+        """A fresh ``History``; a history of another kind the net was given (``history=``, e.g.
+        a :class:`~prefect_torch.history.DistributedHistory`) is kept and cleared instead."""
+        given = self.__dict__.get("history_")
+        if given is not None and type(given) is not History:
+            given.clear()
+        else:
+            self.history_ = History()
         return self
 
     def initialize(self) -> "NeuralNet":

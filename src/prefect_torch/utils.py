@@ -110,3 +110,23 @@ def params_for(prefix: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``params`` named ``prefix__x``, returned as ``{x: value}``."""
     head = prefix + "__"
     return {key[len(head):]: value for key, value in params.items() if key.startswith(head)}
+
+
+def noop(*args: Any, **kwargs: Any) -> None:
+    """Accept anything, do nothing, return ``None`` (a default for hooks such as
+    :class:`~prefect_torch.callbacks.ParamMapper`'s ``fn``)."""
+
+
+def freeze_parameter(param: torch.nn.Parameter) -> None:
+    """Stop training ``param`` (``requires_grad = False``); what :class:`~prefect_torch.callbacks.Freezer` does.
+
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> freeze_parameter(p); p.requires_grad
+    False
+    """
+    param.requires_grad = False
+
+
+def unfreeze_parameter(param: torch.nn.Parameter) -> None:
+    """Train ``param`` again (``requires_grad = True``); what :class:`~prefect_torch.callbacks.Unfreezer` does."""
+    param.requires_grad = True
