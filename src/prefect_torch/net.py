@@ -36,7 +36,7 @@ from .diagnostics import (
     explain_module_error,
 )
 from .epochs import run_epochs
-from .exceptions import NotInitializedError
+from .exceptions import DeviceWarning, NotInitializedError, SkorchTrainingImpossibleError
 from .history import History
 from .params import (
     PREFIXES,
@@ -465,7 +465,7 @@ class NeuralNet(BaseEstimator):
 
     def _check_trainable(self) -> None:
         if getattr(self, "trimmed_for_prediction_", False):
-            raise RuntimeError(
+            raise SkorchTrainingImpossibleError(
                 f"this {type(self).__name__} was trimmed for prediction and cannot be trained; "
                 "train a copy made before trim_for_prediction(), or a new net"
             )
@@ -875,7 +875,7 @@ class NeuralNet(BaseEstimator):
             if device is not None and torch.device(device).type != torch.device(map_location).type:
                 warnings.warn(f"this net was pickled with device={device!r}, which is not available here; "
                               f"it is loaded onto {map_location!r} (net.device changed accordingly)",
-                              UserWarning, stacklevel=2)
+                              DeviceWarning, stacklevel=2)
                 state["device"] = map_location
             # a pickle is trusted code by nature (pickle.load runs it); torch parts are pickled modules
             state.update(torch.load(io.BytesIO(blob), map_location=map_location, weights_only=False))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .checkpoint.location import is_url, replacing
+from .exceptions import DeviceWarning
 from .utils import closest_name
 
 Target = Any  # a path, a PathLike, a binary file object, or an fsspec URL
@@ -115,7 +116,7 @@ def map_location_for(device: Any) -> str:
         return "cpu"
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         warnings.warn(f"device={device!r} is not available here; loading onto the CPU instead "
-                      "(set device='cpu' to silence this)", UserWarning, stacklevel=3)
+                      "(set device='cpu' to silence this)", DeviceWarning, stacklevel=3)
         return "cpu"
     return str(device)
 
