@@ -163,15 +163,38 @@ def _crash_message(report: Any) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
-def pytest_configure(config: Any) -> None:
-    tests_dir = Path(os.environ.get("SKORCH_CONFORMANCE_TESTS", str(config.rootpath / "skorch" / "tests")))
+def install(tests_dir: Path, reference: bool) -> Path | None:
+    """Put the finder first on ``sys.meta_path`` (once); the installed skorch's directory, if any.
+
+    Called by ``pytest_configure`` and, in processes that multiprocessing spawns, by the
+    ``sitecustomize.py`` the runner writes beside the copied tests.
+    """
+    tests_dir = tests_dir.resolve()
     installed = installed_skorch_dir(tests_dir.parent.parent)
-    reference = os.environ.get("SKORCH_CONFORMANCE_REFERENCE") == "1"
     if reference and installed is None:
-        raise pytest.UsageError("reference mode needs skorch installed: pip install -e '.[compare]'")
-    for name in [n for n in sys.modules if n == "skorch" or n.startswith("skorch.")]:
-        del sys.modules[name]
-    sys.meta_path.insert(0, SkorchAliasFinder(tests_dir.resolve(), installed if reference else None))
+        raise RuntimeError("reference mode needs skorch installed: pip install -e '.[compare]'")
+    if not any(isinstance(finder, SkorchAliasFinder) for finder in sys.meta_path):
+        for name in [n for n in sys.modules if n == "skorch" or n.startswith("skorch.")]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, SkorchAliasFinder(tests_dir, installed if reference else None))
+    return installed
+
+
+def install_from_environment() -> Path | None:
+    tests = os.environ.get("SKORCH_CONFORMANCE_TESTS")
+    if not tests:
+        return None
+    return install(Path(tests), os.environ.get("SKORCH_CONFORMANCE_REFERENCE") == "1")
+
+
+def pytest_configure(config: Any) -> None:
+    if not os.environ.get("SKORCH_CONFORMANCE_TESTS"):
+        os.environ["SKORCH_CONFORMANCE_TESTS"] = str(config.rootpath / "skorch" / "tests")
+    reference = os.environ.get("SKORCH_CONFORMANCE_REFERENCE") == "1"
+    try:
+        installed = install_from_environment()
+    except RuntimeError as error:
+        raise pytest.UsageError(str(error)) from None
     exclusions = json.loads(os.environ.get("SKORCH_CONFORMANCE_EXCLUDE", "[]"))
     config.pluginmanager.register(
         _Recorder(os.environ.get("SKORCH_CONFORMANCE_REPORT"), exclusions, None if reference else installed),

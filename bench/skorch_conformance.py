@@ -82,11 +82,13 @@ def copy_suite(source: Path, root: Path) -> Path:
     (root / "pytest.ini").write_text("[pytest]\n")
     if importlib.util.find_spec("flaky") is None:
         (root / "flaky.py").write_text(FLAKY_SHIM)
+    # processes that multiprocessing spawns (DistributedHistory's tests) get the alias too
+    (root / "sitecustomize.py").write_text("import skorch_alias\n\nskorch_alias.install_from_environment()\n")
     return tests
 
 
 def run_suite(files: list[str], exclusions: list[dict[str, str]], reference: bool,
-              extra: list[str]) -> tuple[dict[str, Any], float]:
+              extra: list[str], timeout: int = 120) -> tuple[dict[str, Any], float]:
     """Run the copied suite in a fresh pytest process: (the plugin's report, wall seconds)."""
     source = installed_tests_dir()
     with tempfile.TemporaryDirectory(prefix="skorch-conformance-") as tmp:
@@ -97,13 +99,13 @@ def run_suite(files: list[str], exclusions: list[dict[str, str]], reference: boo
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    SKORCH_CONFORMANCE_REPORT=str(report), SKORCH_CONFORMANCE_TESTS=str(tests),
                    SKORCH_CONFORMANCE_EXCLUDE=json.dumps(exclusions))
-        paths = [str(REPO / "bench")] + ([] if reference else [str(REPO / "src")])
+        paths = [str(root), str(REPO / "bench")] + ([] if reference else [str(REPO / "src")])
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])
         if reference:
             env["SKORCH_CONFORMANCE_REFERENCE"] = "1"
         command = [sys.executable, "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider",
                    "-p", "skorch_alias", "--rootdir", str(root), "-W", "ignore::DeprecationWarning",
-                   "--tb=no", "-o", "console_output_style=classic", *extra]
+                   "--tb=no", "-o", "console_output_style=classic", f"--timeout={timeout}", *extra]
         start = time.perf_counter()
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start

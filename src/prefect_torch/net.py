@@ -47,10 +47,11 @@ from .params import (
 from .persistence import (
     apply_state_dict,
     history_json,
-    load_torch,
+    load_state,
     map_location_for,
     open_target,
     part_of,
+    safetensors_bytes,
     save_torch,
     split_f_arguments,
 )
@@ -486,13 +487,14 @@ class NeuralNet(BaseEstimator):
         """Save state dicts (``torch.save``) and the history (JSON) to paths, files or URLs.
 
         ``f_<name>`` saves a custom part ``net.<name>_``. Local files are replaced atomically.
+        ``use_safetensors=True`` writes the state dicts in the safetensors format (the
+        ``safetensors`` extra); an optimizer's state cannot be stored that way (``ValueError``).
 
         >>> import io
         >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
         ...                 module__out_features=1).initialize()
         >>> net.save_params(f_params=io.BytesIO(), f_history=io.StringIO())
         """
-        _check_no_safetensors(use_safetensors)
         parts, others = split_f_arguments("save_params", f_params=f_params, f_optimizer=f_optimizer,
                                           f_criterion=f_criterion, f_history=f_history, **kwargs)
         if not parts and not others:
@@ -503,8 +505,14 @@ class NeuralNet(BaseEstimator):
         # everything that can fail on bad input fails before any file is touched
         states = {attr: part_of(self, attr, "save_params").state_dict() for attr in parts}
         text = history_json(self.history) if "f_history" in others else None
-        for attr, target in parts.items():
-            save_torch(states[attr], target)
+        if use_safetensors:  # refuse a part safetensors cannot hold before any file is written
+            payloads = {attr: safetensors_bytes(states[attr], f"{attr} ({parts[attr]!r})") for attr in parts}
+            for attr, target in parts.items():
+                with open_target(target, "wb") as f:
+                    f.write(payloads[attr])
+        else:
+            for attr, target in parts.items():
+                save_torch(states[attr], target)
         if text is not None:
             with open_target(others["f_history"], "w") as f:
                 _write_text(f, text)
@@ -518,8 +526,9 @@ class NeuralNet(BaseEstimator):
         """Load what :meth:`save_params` (or skorch) saved; ``checkpoint=cp`` loads its newest
         intact checkpoint. Explicit ``f_*`` arguments win over the checkpoint's files.
 
-        Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``) and
-        maps tensors to the net's ``device``.
+        Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``), or
+        safetensors with ``use_safetensors=True`` (or a checkpoint saved with it), and maps
+        tensors to the net's ``device``.
 
         >>> import io
         >>> def make():
@@ -533,7 +542,7 @@ class NeuralNet(BaseEstimator):
         >>> torch.equal(loaded.module_.weight, saved.module_.weight)
         True
         """
-        _check_no_safetensors(use_safetensors)
+        use_safetensors = use_safetensors or bool(getattr(checkpoint, "use_safetensors", False))
         explicit = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
                     "f_history": f_history, **kwargs}
         files: dict[str, Any] = {}
@@ -560,7 +569,8 @@ class NeuralNet(BaseEstimator):
         load_kwargs = dict(self.torch_load_kwargs or {})
         for attr, source in parts.items():
             part = part_of(self, attr, "load_params")
-            apply_state_dict(part, load_torch(source, map_location, **load_kwargs), attr, source)
+            state = load_state(source, map_location, use_safetensors, **load_kwargs)
+            apply_state_dict(part, state, attr, source)
         if "f_history" in others:
             with open_target(others["f_history"], "rb") as f:
                 self.history = History.from_file(f)
@@ -905,12 +915,6 @@ def _write_text(f: Any, text: str) -> None:
         f.write(text)
     except TypeError:
         f.write(text.encode("utf-8"))
-
-
-def _check_no_safetensors(use_safetensors: bool) -> None:
-    if use_safetensors:
-        raise ValueError("use_safetensors=True is not supported; state dicts are saved with torch.save, "
-                         "which skorch reads too. Leave use_safetensors=False.")
 
 
 def _checkpoint_place(checkpoint: Any) -> str:

@@ -78,7 +78,7 @@ def to_tensor(x: Any, device: str | torch.device | None, accept_sparse: bool = F
             raise TypeError("Sparse matrices are not supported. Set accept_sparse=True to allow sparse matrices.")
         coo = x.tocoo()
         indices = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64)
-        tensor = torch.sparse_coo_tensor(indices, torch.as_tensor(coo.data), size=coo.shape)
+        tensor = torch.sparse_coo_tensor(indices, torch.as_tensor(coo.data), size=coo.shape, check_invariants=True)
         return tensor if device is None else tensor.to(device)
     if is_dataframe(x):
         # DataFrames give read-only, column-major arrays: copy to row-major for fast batches

@@ -34,7 +34,7 @@ from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
 from ..checkpoint.serialize import bytes_writer, torch_writer
 from ..history import History, epoch_metrics
-from ..persistence import history_json, part_of, split_f_arguments
+from ..persistence import history_json, part_of, safetensors_bytes, split_f_arguments
 from .base import Callback, emit
 
 _SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
@@ -115,9 +115,9 @@ class Checkpoint(_SavesFiles):
         return self
 
     def _validate(self) -> None:
-        if self.use_safetensors:
-            raise ValueError(f"{type(self).__name__}(use_safetensors=True) is not supported; files are written "
-                             "with torch.save (which skorch reads too). Leave use_safetensors=False.")
+        if self.use_safetensors and self.f_optimizer is not None:
+            raise ValueError("Cannot save optimizer state when using safetensors, please set "
+                             f"f_optimizer=None or don't use safetensors ({type(self).__name__}).")
         if self.dirname and any(v is not None and not isinstance(v, str) for v in self._f_kwargs().values()):
             raise ValueError(f"{type(self).__name__}(dirname={self.dirname!r}) needs file names (strings) "
                              "for every f_* argument; pass file objects only without a dirname")
@@ -181,7 +181,7 @@ class Checkpoint(_SavesFiles):
         self._collect_background_error(net)
         if self.load_best and self.monitor is not None:
             emit(self.sink, "Loading best checkpoint after training.", net.verbose)
-            net.load_params(checkpoint=self)
+            net.load_params(checkpoint=self, use_safetensors=self.use_safetensors)
 
     def wait(self) -> None:
         """Block until the commit in flight (and its root files) are done."""
@@ -240,7 +240,9 @@ class Checkpoint(_SavesFiles):
             if staging is not None:
                 state = staging.stage(attr, state)
             key = "f_params" if attr == "module_" else f"f_{attr[:-1]}"
-            files.append(PendingFile(self._name(net, key, template), key, torch_writer(state)))
+            name = self._name(net, key, template)
+            writer = bytes_writer(safetensors_bytes(state, name)) if self.use_safetensors else torch_writer(state)
+            files.append(PendingFile(name, key, writer))
         if "f_history" in others:
             files.append(PendingFile(self._name(net, "f_history", others["f_history"]), "f_history",
                                      bytes_writer(history_json(net.history).encode())))
@@ -274,7 +276,7 @@ class Checkpoint(_SavesFiles):
         for key, target in self._f_kwargs().items():
             if target is not None:
                 net.save_params(**{key: self._join(self._name(net, key, target)) if isinstance(target, str)
-                                   else target})
+                                   else target}, use_safetensors=self.use_safetensors and key != "f_history")
 
     def _join(self, name: str) -> str:
         return os.path.join(os.fspath(self.dirname), name) if self.dirname else name
@@ -399,7 +401,8 @@ class TrainEndCheckpoint(_SavesFiles):
         files = {k: v for k, v in vars(self).items() if k.startswith("f_")}
         inner: Checkpoint | None = getattr(self, "checkpoint_", None)
         wanted = dict(files, fn_prefix=self.fn_prefix, dirname=self.dirname, sink=self.sink,
-                      keep_last=self.keep_last, storage_options=self.storage_options)
+                      keep_last=self.keep_last, storage_options=self.storage_options,
+                      use_safetensors=self.use_safetensors)
         if inner is None or any(getattr(inner, k, None) != v for k, v in wanted.items()):
             inner = Checkpoint(monitor=None, event_name=None, **wanted).initialize()
             self.checkpoint_ = inner
@@ -472,7 +475,7 @@ class LoadInitState(Callback):
         begin_writing = getattr(self.checkpoint, "begin_writing", None)
         if begin_writing is not None and any(cb is self.checkpoint for _, cb in net.callbacks_):
             begin_writing()  # the fencing baseline is the manifest this load reads
-        state = load_checkpoint(net, self.checkpoint)
+        state = load_checkpoint(net, self.checkpoint, self.use_safetensors)
         if state is not None:
             self.loaded_epoch_ = len(net.history)
             self._pending_state = state or None
@@ -487,7 +490,7 @@ class LoadInitState(Callback):
             train_state.restore(net, state)
 
 
-def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:
+def load_checkpoint(net: Any, checkpoint: Any, use_safetensors: bool = False) -> dict | None:
     """Load the newest intact version of ``checkpoint`` into ``net`` (weights, optimizer,
     criterion, history) and return its train state, not yet applied (``{}`` if it has none);
     ``None`` when there is no checkpoint.
@@ -501,7 +504,8 @@ def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:
         return None
     state_source = files.pop("f_train_state", None)
     files.pop("f_pickle", None)
-    net.load_params(**files)
+    use_safetensors = use_safetensors or bool(getattr(checkpoint, "use_safetensors", False))
+    net.load_params(**files, use_safetensors=use_safetensors)
     if state_source is None:
         return {}
     state = torch.load(state_source, map_location="cpu", weights_only=True)
