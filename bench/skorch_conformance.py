@@ -87,10 +87,12 @@ def copy_suite(source: Path, root: Path) -> Path:
     return tests
 
 
-def run_suite(files: list[str], exclusions: list[dict[str, str]], reference: bool,
-              extra: list[str], timeout: int = 120) -> tuple[dict[str, Any], float]:
-    """Run the copied suite in a fresh pytest process: (the plugin's report, wall seconds)."""
-    source = installed_tests_dir()
+def run_suite(files: list[str], exclusions: list[dict[str, str]], reference: bool = False,
+              extra: list[str] = (), timeout: int = 120,
+              source: Path | None = None) -> tuple[dict[str, Any], float]:
+    """Run a copy of the suite (``source``: the installed skorch's tests) in a fresh pytest
+    process: (the plugin's report, wall seconds)."""
+    source = source or installed_tests_dir()
     with tempfile.TemporaryDirectory(prefix="skorch-conformance-") as tmp:
         root = Path(tmp)
         tests = copy_suite(source, root)

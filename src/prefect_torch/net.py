@@ -638,7 +638,7 @@ class NeuralNet(BaseEstimator):
 
     def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple[Any, Any]:
         dataset = self.get_dataset(X, y)
-        if self.train_split is None:
+        if not self.train_split:  # None, or False as skorch also accepts
             return dataset, None
         groups = {"groups": fit_params["groups"]} if "groups" in fit_params else {}
         return self.train_split(dataset, y, **groups)
