@@ -353,3 +353,39 @@ def test_top_level_names_like_skorchs():
     buffer = io.StringIO()
     print(prefect_torch.NeuralNetBinaryClassifier.__doc__, file=buffer)
     assert "threshold" in buffer.getvalue()
+
+
+# -- metadata routing ----------------------------------------------------------------------------
+class RecordsScale(nn.Module):
+    seen: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(10, 2)
+
+    def forward(self, X, scale=1.0):
+        RecordsScale.seen.append(scale)
+        return torch.softmax(self.lin(X) * scale, dim=-1)
+
+
+def test_set_fit_request_routes_metadata_through_a_pipeline(data):
+    import sklearn
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = data
+    net = NeuralNetClassifier(RecordsScale, max_epochs=1, verbose=0, train_split=None, batch_size=100)
+    with pytest.raises(RuntimeError, match="metadata routing is enabled"):
+        net.set_fit_request(scale=True)
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert net.set_fit_request(scale=True) is net
+        assert net.set_partial_fit_request(scale="factor") is net
+        RecordsScale.seen = []
+        make_pipeline(FunctionTransformer(), net).fit(X, y, scale=3.0)
+        assert RecordsScale.seen == [3.0, 3.0]  # 200 samples, batches of 100
+        plain = clone(net.set_params())
+        with pytest.raises(Exception, match="scale"):  # not requested by the fresh net
+            make_pipeline(FunctionTransformer(), NeuralNetClassifier(RecordsScale, max_epochs=1)).fit(X, y, scale=3.0)
+        RecordsScale.seen = []
+        make_pipeline(FunctionTransformer(), plain).fit(X, y, scale=2.0)  # clone keeps the request
+        assert RecordsScale.seen == [2.0, 2.0]

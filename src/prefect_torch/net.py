@@ -55,6 +55,7 @@ from .persistence import (
     save_torch,
     split_f_arguments,
 )
+from .routing import FitRequests
 from .utils import (
     closest_name,
     get_len,
@@ -79,7 +80,7 @@ class _LearnableParams:
         return self.net.get_all_learnable_params()
 
 
-class NeuralNet(BaseEstimator):
+class NeuralNet(FitRequests, BaseEstimator):
     """A scikit-learn estimator that trains a ``torch.nn.Module``.
 
     Arguments for the parts are routed by prefix: ``module__num_units=20`` goes to the module,
