@@ -38,9 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 EXCLUSIONS = REPO / "bench" / "skorch_conformance_exclusions.toml"

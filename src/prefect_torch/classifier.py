@@ -92,4 +92,4 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
         return self.predict_proba(X).argmax(axis=1)
 
 
-from .binary_classifier import NeuralNetBinaryClassifier  # noqa: E402  (skorch.classifier holds both)
+from .binary_classifier import NeuralNetBinaryClassifier  # noqa: E402, F401  (skorch.classifier holds both)

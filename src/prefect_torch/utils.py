@@ -126,7 +126,7 @@ def to_device(x: Any, device: str | torch.device | None) -> Any:
     if device is None:
         return x
     if isinstance(x, Mapping):
-        return type(x)({key: to_device(value, device) for key, value in x.items()})
+        return type(x)({key: to_device(value, device) for key, value in x.items()})  # type: ignore[call-arg]
     if isinstance(x, (tuple, list)) and not isinstance(x, PackedSequence):
         return type(x)(to_device(value, device) for value in x)
     if isinstance(x, torch.distributions.Distribution):
