@@ -7,8 +7,10 @@ Used by ``bench/skorch_conformance.py``, which runs a copy of skorch's own test 
   ``prefect_torch.data``): the very same module objects, so a missing name fails the test that
   imports or uses it;
 * ``skorch.tests`` and below are the copied test files (their fixtures and helpers);
-* nothing is ever taken from the installed skorch: a ``skorch.*`` module prefect_torch lacks raises
-  ``ModuleNotFoundError``, and the session fails if any module of the installed skorch got imported.
+* nothing of skorch's implementation is ever imported: a ``skorch.*`` module prefect_torch lacks
+  raises ``ModuleNotFoundError``, and the session fails if any module of the installed skorch got
+  imported -- except the self-contained fixture helpers in ``FIXTURE_MODULES``
+  (``skorch._version``, a vendored version parser the test fixtures call), loaded on their own.
 
 The plugin also reads ``SKORCH_CONFORMANCE_EXCLUDE`` (a JSON list of ``{"pattern", "reason"}``:
 those tests are deselected and reported as excluded) and writes every outcome to the JSON file
@@ -32,6 +34,9 @@ import pytest
 
 RENAMED = {"skorch.dataset": "prefect_torch.data"}
 TESTS_PACKAGE = "skorch.tests"
+# self-contained helper modules of the installed skorch that the tests use as fixtures only
+# (``_version.Version`` compares torch versions in two fixtures); they import nothing of skorch
+FIXTURE_MODULES = {"skorch._version": "_version.py"}
 
 
 def target_of(fullname: str) -> str:
@@ -56,9 +61,10 @@ class _AliasLoader(importlib.abc.Loader):
 class SkorchAliasFinder(importlib.abc.MetaPathFinder):
     """Resolves every ``skorch*`` name: to prefect_torch, to the copied tests, or to an ImportError."""
 
-    def __init__(self, tests_dir: Path, reference: Path | None = None):
+    def __init__(self, tests_dir: Path, reference: Path | None = None, installed: Path | None = None):
         self.tests_dir = tests_dir
         self.reference = reference  # the installed skorch's directory, in reference mode
+        self.installed = installed
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname != "skorch" and not fullname.startswith("skorch."):
@@ -70,6 +76,8 @@ class SkorchAliasFinder(importlib.abc.MetaPathFinder):
             return None  # the path finder finds them in skorch.tests.__path__ (the copy)
         if self.reference is not None:  # skorch itself, not the copy's empty skorch/__init__.py
             return importlib.machinery.PathFinder.find_spec(fullname, path or [str(self.reference.parent)])
+        if fullname in FIXTURE_MODULES and self.installed is not None:
+            return importlib.util.spec_from_file_location(fullname, self.installed / FIXTURE_MODULES[fullname])
         name = target_of(fullname)
         try:
             module = importlib.import_module(name)
@@ -141,9 +149,10 @@ class _Recorder:
         if self.installed is None:
             return []
         leaked = []
+        allowed = {self.installed / file for file in FIXTURE_MODULES.values()}
         for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None)
-            if file and Path(file).resolve().is_relative_to(self.installed):
+            if file and Path(file).resolve().is_relative_to(self.installed) and Path(file).resolve() not in allowed:
                 leaked.append(name)
         return sorted(leaked)
 
@@ -176,7 +185,7 @@ def install(tests_dir: Path, reference: bool) -> Path | None:
     if not any(isinstance(finder, SkorchAliasFinder) for finder in sys.meta_path):
         for name in [n for n in sys.modules if n == "skorch" or n.startswith("skorch.")]:
             del sys.modules[name]
-        sys.meta_path.insert(0, SkorchAliasFinder(tests_dir, installed if reference else None))
+        sys.meta_path.insert(0, SkorchAliasFinder(tests_dir, installed if reference else None, installed))
     return installed
 
 

@@ -474,9 +474,9 @@ class NeuralNet(FitRequests, BaseEstimator):
 
     def check_is_fitted(self) -> None:
         if not getattr(self, "initialized_", False):
-            raise NotInitializedError(
-                f"this {type(self).__name__} is not initialized yet; call initialize() or fit() "
-                "before using this method"
+            raise NotInitializedError(  # skorch's words, which scripts may match
+                f"This {type(self).__name__} instance is not initialized yet. Call 'initialize' or "
+                "'fit' with appropriate arguments before using this method."
             )
 
     def __sklearn_is_fitted__(self) -> bool:
