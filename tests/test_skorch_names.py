@@ -389,3 +389,48 @@ def test_set_fit_request_routes_metadata_through_a_pipeline(data):
         RecordsScale.seen = []
         make_pipeline(FunctionTransformer(), plain).fit(X, y, scale=2.0)  # clone keeps the request
         assert RecordsScale.seen == [2.0, 2.0]
+
+
+# -- history -------------------------------------------------------------------------------------
+def test_distributed_history_replays_every_ranks_batches_in_the_same_order():
+    from torch.distributed import HashStore
+
+    from prefect_torch.history import DistributedHistory
+
+    store = HashStore()
+    ranks = [DistributedHistory(store=store, rank=r, world_size=2) for r in range(2)]
+    for epoch in range(2):
+        for h in ranks:
+            h.new_epoch()
+            h.record("dur", 0.1 * (h.rank + 1))  # epoch values stay local
+        for batch in range(3):
+            for h in ranks:
+                h.new_batch()
+                h.record_batch("train_loss", 10 * epoch + batch + 0.5 * h.rank)
+    expected = [[0.0, 0.5, 1.0, 1.5, 2.0, 2.5], [10.0, 10.5, 11.0, 11.5, 12.0, 12.5]]
+    for h in ranks:
+        assert h[:, "batches", :, "train_loss"] == expected
+    assert ranks[0][:, "dur"] == [0.1, 0.1] and ranks[1][:, "dur"] == [0.2, 0.2]
+    restored = pickle.loads(pickle.dumps(ranks[0]))
+    assert restored.store is None and restored.to_list() == ranks[0].to_list()
+    with pytest.raises(NotImplementedError):
+        DistributedHistory.from_file("history.json")
+
+
+def test_history_indexing_like_skorch():
+    from prefect_torch.history import History
+
+    h = History()
+    h.new_epoch()
+    h.record("a", 1)
+    h.record("b", 2)
+    h.new_batch()
+    h.record_batch("loss", 3)
+    assert h[-1, ["a", "b"]] == [1, 2] and h[-1, ("a", "b")] == (1, 2)
+    assert h[1:, "batches"] == [] and History()[:, "batches", -1] == []
+    with pytest.raises(KeyError, match="Key 'zz' was not found in history."):
+        h[:, "zz"]
+    with pytest.raises(KeyError, match="only possible if key 'batches' is used, found key 'a'"):
+        h[:, "a", 0]
+    with pytest.raises(KeyError, match="Tried to index history with 5 indices but only 4"):
+        h[:, "batches", :, "loss", 0]
