@@ -434,3 +434,7 @@ def test_history_indexing_like_skorch():
         h[:, "a", 0]
     with pytest.raises(KeyError, match="Tried to index history with 5 indices but only 4"):
         h[:, "batches", :, "loss", 0]
+    with pytest.raises(KeyError):  # no epoch at all: nothing has the key (only "batches" gives [])
+        History()[:, "a"]
+    with pytest.raises(KeyError):
+        h[-1, "batches", 1:, "loss"]

@@ -49,8 +49,8 @@ def _lookup(rows: Any, keys: tuple) -> Any:
                 found.append(_lookup(row, rest))
             except (KeyError, IndexError):
                 pass
-        if not found and selected:
-            missing = next((k for k in reversed(rest) if isinstance(k, str)), rest[0])
+        if not found and (selected or rest[0] != "batches"):  # every epoch has "batches", even none
+            missing = next((k for k in reversed(rest) if isinstance(k, (str, list, tuple))), rest[0])
             raise KeyError(f"Key {missing!r} was not found in history.")
         return found
     try:
