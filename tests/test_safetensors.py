@@ -56,6 +56,8 @@ def test_optimizer_state_is_refused_before_anything_is_written(tmp_path, data):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="Cannot save optimizer state when using safetensors"):
         Checkpoint(dirname=tmp_path, use_safetensors=True)
+    with pytest.raises(ValueError, match="Cannot save optimizer state when using safetensors"):
+        TrainEndCheckpoint(dirname=tmp_path, use_safetensors=True)
 
 
 def test_loading_a_torch_file_as_safetensors_says_so(tmp_path, data):

@@ -395,6 +395,9 @@ class TrainEndCheckpoint(_SavesFiles):
         self.storage_options = storage_options
         split_f_arguments(type(self).__name__, **kwargs)
         vars(self).update(kwargs)
+        if use_safetensors and f_optimizer is not None:
+            raise ValueError("Cannot save optimizer state when using safetensors, please set "
+                             f"f_optimizer=None or don't use safetensors ({type(self).__name__}).")
 
     def checkpoint(self) -> Checkpoint:
         """The :class:`Checkpoint` (``monitor=None``, no event column) that does the work."""
