@@ -14,7 +14,7 @@ from torch import nn
 
 from helpers import make_net
 from prefect_torch import History, NeuralNet, NeuralNetClassifier, NotInitializedError
-from prefect_torch.callbacks import Checkpoint, EpochScoring
+from prefect_torch.callbacks import EpochScoring
 from prefect_torch.examples import MyModule
 
 
@@ -396,18 +396,6 @@ def test_f_params_with_f_module_raises(data, tmp_path, method):
     assert files_in(tmp_path) == []
 
 
-def test_use_safetensors_is_rejected(data, tmp_path):
-    net = fitted(data)
-    with pytest.raises(ValueError, match=r"use_safetensors=True is not supported.*torch\.save"):
-        net.save_params(f_params=tmp_path / "params.pt", use_safetensors=True)
-    assert files_in(tmp_path) == []
-    net.save_params(f_params=tmp_path / "params.pt")
-    with pytest.raises(ValueError, match="use_safetensors=True is not supported"):
-        net.load_params(f_params=tmp_path / "params.pt", use_safetensors=True)
-    with pytest.raises(ValueError, match=r"use_safetensors=True\) is not supported"):
-        Checkpoint(use_safetensors=True)
-
-
 def test_weights_only_refuses_other_pickles(data, tmp_path):
     net = fitted(data)
     wrapped = tmp_path / "wrapped.pt"
@@ -535,7 +523,11 @@ def test_files_interchange_with_skorch(data, tmp_path):
     net.save_params(**ours)
     theirs = skorch.NeuralNetClassifier(MyModule, lr=0.5, verbose=0).initialize()
     theirs.load_params(**ours)
-    np.testing.assert_array_equal(theirs.predict_proba(data[0]), net.predict_proba(data[0]))
+    for key, value in net.module_.state_dict().items():
+        assert torch.equal(theirs.module_.state_dict()[key], value), key
+    # equal weights; a batch's last bit may differ with the memory layout of its rows (a view of
+    # one tensor here, rows collated by a DataLoader there), so the outputs are compared to 1e-6
+    np.testing.assert_allclose(theirs.predict_proba(data[0]), net.predict_proba(data[0]), rtol=1e-6, atol=1e-7)
     assert theirs.history[:, "valid_loss"] == net.history[:, "valid_loss"]
 
     torch.manual_seed(3)
