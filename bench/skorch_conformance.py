@@ -174,13 +174,21 @@ def print_report(summary: dict[str, Any], payload: dict[str, Any], exclusions: l
     print(f"\npass rate: {total.get('passed', 0)} of {total.get('passed', 0) + total.get('failed', 0)} "
           f"= {100 * summary['rate']:.1f}% (excluded: {total.get('excluded', 0)}, skipped: {total.get('skipped', 0)})")
     print("\nexcluded on purpose (bench/skorch_conformance_exclusions.toml):")
-    for entry in exclusions:
-        n = sum(1 for r in payload["excluded"].values() if r == entry["reason"])
+    for entry, n in exclusion_counts(payload, exclusions):
         print(f"  {n:3d}  {entry['pattern']}: {entry['reason']}")
     if causes:
         print(f"\nmost frequent failure messages (top {causes}):")
         for message, n in summary["causes"][:causes]:
             print(f"  {n:3d}  {message}")
+
+
+def exclusion_counts(payload: dict[str, Any], exclusions: list[dict[str, str]]) -> list[tuple[dict, int]]:
+    """Each exclusion entry with the number of tests it deselected (the first matching entry counts)."""
+    counts = collections.Counter()
+    for test_id in payload["excluded"]:
+        first = next((i for i, e in enumerate(exclusions) if fnmatch.fnmatchcase(test_id, e["pattern"])), None)
+        counts[first] += 1
+    return [(entry, counts[i]) for i, entry in enumerate(exclusions)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ pytest.importorskip("skorch")
 
 # passed / (passed + failed) of the whole in-scope suite on this branch, less a margin for the
 # few tests that depend on timing; raise it as the pass rate rises
-FLOOR = 0.60
+FLOOR = 0.68  # 768 of 1,085 (70.8%) on the skorch-names branch, 2026-12-06
 
 FAKE_TESTS = '''
 import sys
@@ -117,7 +117,6 @@ def test_skorch_suite_pass_rate_stays_above_the_floor(tmp_path):
     assert payload["leaked"] == []
     assert payload["summary"]["rate"] >= FLOOR
     # every exclusion pattern still matches a test (a stale entry hides nothing, but misleads)
-    reasons = set(payload["excluded"].values())
-    stale = [e["pattern"] for e in skorch_conformance.load_exclusions(skorch_conformance.EXCLUSIONS)
-             if e["reason"] not in reasons]
-    assert stale == []
+    counts = skorch_conformance.exclusion_counts(
+        payload, skorch_conformance.load_exclusions(skorch_conformance.EXCLUSIONS))
+    assert [entry["pattern"] for entry, n in counts if n == 0] == []
