@@ -185,7 +185,7 @@ def test_using_an_unfitted_net(data, method):
     X, y = data
     net = make_net()
     args = (X, y) if method == "score" else (X,)
-    with pytest.raises(NotInitializedError, match=r"not initialized.*initialize\(\) or fit\(\)"):
+    with pytest.raises(NotInitializedError, match=r"not initialized yet. Call 'initialize' or 'fit'"):
         getattr(net, method)(*args)
     with pytest.raises(NotFittedError):
         getattr(net, method)(*args)

@@ -14,7 +14,7 @@ from torch import nn
 
 from helpers import make_net
 from prefect_torch import History, NeuralNet, NeuralNetClassifier, NotInitializedError
-from prefect_torch.callbacks import Checkpoint, EpochScoring
+from prefect_torch.callbacks import EpochScoring
 from prefect_torch.examples import MyModule
 
 
@@ -394,18 +394,6 @@ def test_f_params_with_f_module_raises(data, tmp_path, method):
     with pytest.raises(TypeError, match="both f_params and f_module"):
         getattr(net, method)(f_params=tmp_path / "a.pt", f_module=tmp_path / "b.pt")
     assert files_in(tmp_path) == []
-
-
-def test_use_safetensors_is_rejected(data, tmp_path):
-    net = fitted(data)
-    with pytest.raises(ValueError, match=r"use_safetensors=True is not supported.*torch\.save"):
-        net.save_params(f_params=tmp_path / "params.pt", use_safetensors=True)
-    assert files_in(tmp_path) == []
-    net.save_params(f_params=tmp_path / "params.pt")
-    with pytest.raises(ValueError, match="use_safetensors=True is not supported"):
-        net.load_params(f_params=tmp_path / "params.pt", use_safetensors=True)
-    with pytest.raises(ValueError, match=r"use_safetensors=True\) is not supported"):
-        Checkpoint(use_safetensors=True)
 
 
 def test_weights_only_refuses_other_pickles(data, tmp_path):

@@ -7,6 +7,8 @@
 >>> net.fit(np.random.rand(40, 4).astype(np.float32), np.arange(40) % 2).history[-1, "epoch"]
 1
 """
+from . import callbacks
+from .binary_classifier import NeuralNetBinaryClassifier
 from .classifier import NeuralNetClassifier
 from .data import Dataset, ValidSplit, predefined_split
 from .exceptions import NotInitializedError
@@ -19,7 +21,9 @@ __version__ = "0.1.0"
 __all__ = [
     "NeuralNet",
     "NeuralNetClassifier",
+    "NeuralNetBinaryClassifier",
     "NeuralNetRegressor",
+    "callbacks",
     "History",
     "Dataset",
     "ValidSplit",

@@ -90,3 +90,6 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
     def predict(self, X: Any) -> np.ndarray:
         """The index of the most probable class for each sample."""
         return self.predict_proba(X).argmax(axis=1)
+
+
+from .binary_classifier import NeuralNetBinaryClassifier  # noqa: E402, F401  (skorch.classifier holds both)

@@ -56,8 +56,12 @@ class Dataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple:
         X = self.X
         Xi = {key: _row(value, i) for key, value in X.items()} if isinstance(X, dict) else _row(X, i)
-        yi = torch.zeros(()) if self.y is None else _row(self.y, i)
-        return Xi, yi
+        return self.transform(Xi, None if self.y is None else _row(self.y, i))
+
+    def transform(self, X: Any, y: Any) -> tuple:
+        """One sample ``(X, y)`` as ``__getitem__`` returns it (override to change samples);
+        a missing target becomes ``tensor(0.)``, since a DataLoader cannot collate ``None``."""
+        return X, torch.zeros(()) if y is None else y
 
     def subset(self, indices: Any) -> "Dataset":
         """The samples at ``indices`` as a new in-memory dataset."""

@@ -17,10 +17,19 @@ from typing import IO, Any
 
 
 def _select(row: Any, key: Any) -> Any:
-    """``row[key]`` where ``key`` may be a tuple of keys (giving a tuple of values)."""
-    if isinstance(key, tuple):
-        return tuple(row[k] for k in key)
+    """``row[key]``; a tuple (a list) of keys gives a tuple (a list) of values."""
+    if isinstance(key, (tuple, list)):
+        return type(key)(row[k] for k in key)
     return row[key]
+
+
+def _check_depth(keys: tuple) -> None:
+    """At most ``[epochs, key, batches, key]``, and the batch levels only below ``"batches"``."""
+    if len(keys) > 4:
+        raise KeyError(f"Tried to index history with {len(keys)} indices but only 4 indices are possible.")
+    if len(keys) > 2 and keys[1] != "batches":
+        raise KeyError("History indexing beyond the 2nd level is only possible if key 'batches' is used, "
+                       f"found key {keys[1]!r}.")
 
 
 def _lookup(rows: Any, keys: tuple) -> Any:
@@ -33,20 +42,20 @@ def _lookup(rows: Any, keys: tuple) -> Any:
             return _lookup(rows[head], rest)
         if not rest:
             return rows[head]
-        found, missing = [], None
-        for row in rows[head]:
+        selected = rows[head]
+        found = []
+        for row in selected:
             try:
                 found.append(_lookup(row, rest))
-            except (KeyError, IndexError) as error:
-                missing = error
-        if not found:
-            raise missing if isinstance(missing, KeyError) else KeyError(
-                f"no history row in {head} has the key {rest[0]!r}"
-            )
+            except (KeyError, IndexError):
+                pass
+        if not found and (selected or rest[0] != "batches"):  # every epoch has "batches", even none
+            missing = next((k for k in reversed(rest) if isinstance(k, (str, list, tuple))), rest[0])
+            raise KeyError(f"Key {missing!r} was not found in history.")
         return found
     try:
         value = _select(rows, head)
-    except KeyError:
+    except (KeyError, TypeError):
         raise KeyError(f"key {head!r} is not in this history row; it has {sorted(rows)}") from None
     return _lookup(value, rest)
 
@@ -86,6 +95,7 @@ class History(list):
     def __getitem__(self, index: Any) -> Any:
         if not isinstance(index, tuple):
             return super().__getitem__(index)
+        _check_depth(index)
         return _lookup(list(self), index)
 
     def to_file(self, f: str | os.PathLike | IO[str]) -> None:

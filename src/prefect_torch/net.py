@@ -38,7 +38,7 @@ from .diagnostics import (
     explain_module_error,
 )
 from .epochs import run_epochs
-from .exceptions import NotInitializedError
+from .exceptions import DeviceWarning, NotInitializedError, SkorchTrainingImpossibleError
 from .history import History
 from .params import (
     PREFIXES,
@@ -50,13 +50,15 @@ from .parts import KINDS, PartRegistry
 from .persistence import (
     apply_state_dict,
     history_json,
-    load_torch,
+    load_state,
     map_location_for,
     open_target,
     part_of,
+    safetensors_bytes,
     save_torch,
     split_f_arguments,
 )
+from .routing import FitRequests
 from .utils import (
     closest_name,
     get_len,
@@ -81,7 +83,7 @@ class _LearnableParams:
         return self.net.get_all_learnable_params()
 
 
-class NeuralNet(PartRegistry, BaseEstimator):
+class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
     """A scikit-learn estimator that trains a ``torch.nn.Module``.
 
     Arguments for the parts are routed by prefix: ``module__num_units=20`` goes to the module,
@@ -533,16 +535,16 @@ class NeuralNet(PartRegistry, BaseEstimator):
 
     def _check_trainable(self) -> None:
         if getattr(self, "trimmed_for_prediction_", False):
-            raise RuntimeError(
+            raise SkorchTrainingImpossibleError(
                 f"this {type(self).__name__} was trimmed for prediction and cannot be trained; "
                 "train a copy made before trim_for_prediction(), or a new net"
             )
 
     def check_is_fitted(self) -> None:
         if not getattr(self, "initialized_", False):
-            raise NotInitializedError(
-                f"this {type(self).__name__} is not initialized yet; call initialize() or fit() "
-                "before using this method"
+            raise NotInitializedError(  # skorch's words, which scripts may match
+                f"This {type(self).__name__} instance is not initialized yet. Call 'initialize' or "
+                "'fit' with appropriate arguments before using this method."
             )
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -554,13 +556,14 @@ class NeuralNet(PartRegistry, BaseEstimator):
         """Save state dicts (``torch.save``) and the history (JSON) to paths, files or URLs.
 
         ``f_<name>`` saves a custom part ``net.<name>_``. Local files are replaced atomically.
+        ``use_safetensors=True`` writes the state dicts in the safetensors format (the
+        ``safetensors`` extra); an optimizer's state cannot be stored that way (``ValueError``).
 
         >>> import io
         >>> net = NeuralNet(torch.nn.Linear, torch.nn.MSELoss, module__in_features=2,
         ...                 module__out_features=1).initialize()
         >>> net.save_params(f_params=io.BytesIO(), f_history=io.StringIO())
         """
-        _check_no_safetensors(use_safetensors)
         parts, others = split_f_arguments("save_params", f_params=f_params, f_optimizer=f_optimizer,
                                           f_criterion=f_criterion, f_history=f_history, **kwargs)
         if not parts and not others:
@@ -571,8 +574,14 @@ class NeuralNet(PartRegistry, BaseEstimator):
         # everything that can fail on bad input fails before any file is touched
         states = {attr: part_of(self, attr, "save_params").state_dict() for attr in parts}
         text = history_json(self.history) if "f_history" in others else None
-        for attr, target in parts.items():
-            save_torch(states[attr], target)
+        if use_safetensors:  # refuse a part safetensors cannot hold before any file is written
+            payloads = {attr: safetensors_bytes(states[attr], f"{attr} ({parts[attr]!r})") for attr in parts}
+            for attr, target in parts.items():
+                with open_target(target, "wb") as f:
+                    f.write(payloads[attr])
+        else:
+            for attr, target in parts.items():
+                save_torch(states[attr], target)
         if text is not None:
             with open_target(others["f_history"], "w") as f:
                 _write_text(f, text)
@@ -586,8 +595,9 @@ class NeuralNet(PartRegistry, BaseEstimator):
         """Load what :meth:`save_params` (or skorch) saved; ``checkpoint=cp`` loads its newest
         intact checkpoint. Explicit ``f_*`` arguments win over the checkpoint's files.
 
-        Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``) and
-        maps tensors to the net's ``device``.
+        Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``), or
+        safetensors with ``use_safetensors=True`` (or a checkpoint saved with it), and maps
+        tensors to the net's ``device``.
 
         >>> import io
         >>> def make():
@@ -601,7 +611,7 @@ class NeuralNet(PartRegistry, BaseEstimator):
         >>> torch.equal(loaded.module_.weight, saved.module_.weight)
         True
         """
-        _check_no_safetensors(use_safetensors)
+        use_safetensors = use_safetensors or bool(getattr(checkpoint, "use_safetensors", False))
         explicit = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
                     "f_history": f_history, **kwargs}
         files: dict[str, Any] = {}
@@ -628,7 +638,8 @@ class NeuralNet(PartRegistry, BaseEstimator):
         load_kwargs = dict(self.torch_load_kwargs or {})
         for attr, source in parts.items():
             part = part_of(self, attr, "load_params")
-            apply_state_dict(part, load_torch(source, map_location, **load_kwargs), attr, source)
+            state = load_state(source, map_location, use_safetensors, **load_kwargs)
+            apply_state_dict(part, state, attr, source)
         if "f_history" in others:
             with open_target(others["f_history"], "rb") as f:
                 self.history = History.from_file(f)
@@ -960,7 +971,7 @@ class NeuralNet(PartRegistry, BaseEstimator):
             if device is not None and torch.device(device).type != torch.device(map_location).type:
                 warnings.warn(f"this net was pickled with device={device!r}, which is not available here; "
                               f"it is loaded onto {map_location!r} (net.device changed accordingly)",
-                              UserWarning, stacklevel=2)
+                              DeviceWarning, stacklevel=2)
                 state["device"] = map_location
             # a pickle is trusted code by nature (pickle.load runs it); torch parts are pickled modules
             state.update(torch.load(io.BytesIO(blob), map_location=map_location, weights_only=False))
@@ -990,12 +1001,6 @@ def _write_text(f: Any, text: str) -> None:
         f.write(text)
     except TypeError:
         f.write(text.encode("utf-8"))
-
-
-def _check_no_safetensors(use_safetensors: bool) -> None:
-    if use_safetensors:
-        raise ValueError("use_safetensors=True is not supported; state dicts are saved with torch.save, "
-                         "which skorch reads too. Leave use_safetensors=False.")
 
 
 def _checkpoint_place(checkpoint: Any) -> str:

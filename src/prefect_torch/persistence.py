@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .checkpoint.location import is_url, replacing
+from .exceptions import DeviceWarning
 from .utils import closest_name
 
 Target = Any  # a path, a PathLike, a binary file object, or an fsspec URL
@@ -102,6 +103,62 @@ def save_torch(obj: Any, target: Target) -> None:
         torch.save(obj, f)
 
 
+def _safetensors_torch() -> Any:
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise ImportError(
+            "use_safetensors=True needs the safetensors package: pip install 'prefect-torch[safetensors]' "
+            "(or pip install safetensors), or leave use_safetensors=False to use torch.save") from None
+    return safetensors.torch
+
+
+def safetensors_bytes(state_dict: Any, what: str) -> bytes:
+    """``state_dict`` in the safetensors format; only a flat dict of tensors can be stored.
+
+    ``what`` names the file or part in the error (e.g. an optimizer's state, which holds
+    plain Python values, cannot be stored this way; skorch refuses it too).
+    """
+    st = _safetensors_torch()
+    try:
+        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise ValueError("not a flat dict of tensors")
+        return st.save({key: value.contiguous() for key, value in state_dict.items()})
+    except ValueError as error:
+        raise ValueError(
+            f"You are trying to store {what} using safetensors but there was an error ({error}). "
+            "Safetensors can only store tensors, not generic Python objects (as e.g. optimizer states). "
+            "Save that part without safetensors: pass f_optimizer=None here and save it in a separate "
+            "call with use_safetensors=False.") from error
+
+
+def save_state(state_dict: Any, target: Target, use_safetensors: bool = False) -> None:
+    """A state dict to any :data:`Target`: ``torch.save``, or safetensors when asked."""
+    if not use_safetensors:
+        save_torch(state_dict, target)
+        return
+    data = safetensors_bytes(state_dict, _describe(target))
+    with open_target(target, "wb") as f:
+        f.write(data)
+
+
+def load_state(source: Target, map_location: Any, use_safetensors: bool = False,
+               **torch_load_kwargs: Any) -> Any:
+    """A state dict from any :data:`Target` (the format of :func:`save_state`) on ``map_location``."""
+    if not use_safetensors:
+        return load_torch(source, map_location, **torch_load_kwargs)
+    st = _safetensors_torch()
+    with open_target(source, "rb") as f:
+        data = f.read()
+    try:
+        state = st.load(data)
+    except Exception as error:  # safetensors raises its own SafetensorError for a malformed file
+        raise ValueError(
+            f"cannot read {_describe(source)} as safetensors ({error}); was it saved with "
+            "use_safetensors=True? Load torch.save files with use_safetensors=False") from error
+    return {key: value.to(map_location) for key, value in state.items()}
+
+
 def load_torch(source: Target, map_location: Any, **torch_load_kwargs: Any) -> Any:
     """``torch.load`` from any :data:`Target`; ``weights_only=True`` unless told otherwise."""
     torch_load_kwargs.setdefault("weights_only", True)
@@ -115,7 +172,7 @@ def map_location_for(device: Any) -> str:
         return "cpu"
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         warnings.warn(f"device={device!r} is not available here; loading onto the CPU instead "
-                      "(set device='cpu' to silence this)", UserWarning, stacklevel=3)
+                      "(set device='cpu' to silence this)", DeviceWarning, stacklevel=3)
         return "cpu"
     return str(device)
 

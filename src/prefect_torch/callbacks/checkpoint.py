@@ -37,7 +37,7 @@ from ..checkpoint.location import is_url
 from ..checkpoint.redact import masked, without_secrets
 from ..checkpoint.serialize import bytes_writer, torch_writer
 from ..history import History, epoch_metrics
-from ..persistence import history_json, open_target, part_of, split_f_arguments
+from ..persistence import history_json, load_state, open_target, part_of, safetensors_bytes, split_f_arguments
 from .base import Callback, emit
 
 
@@ -140,9 +140,9 @@ class Checkpoint(_SavesFiles):
         return self
 
     def _validate(self) -> None:
-        if self.use_safetensors:
-            raise ValueError(f"{type(self).__name__}(use_safetensors=True) is not supported; files are written "
-                             "with torch.save (which skorch reads too). Leave use_safetensors=False.")
+        if self.use_safetensors and self.f_optimizer is not None:
+            raise ValueError("Cannot save optimizer state when using safetensors, please set "
+                             f"f_optimizer=None or don't use safetensors ({type(self).__name__}).")
         if self.dirname and any(v is not None and not isinstance(v, str) for v in self._f_kwargs().values()):
             raise ValueError(f"{type(self).__name__}(dirname={self.dirname!r}) needs file names (strings) "
                              "for every f_* argument; pass file objects only without a dirname")
@@ -209,7 +209,7 @@ class Checkpoint(_SavesFiles):
         self._collect_background_error(net)
         if self.load_best and self.monitor is not None:
             emit(self.sink, "Loading best checkpoint after training.", net.verbose)
-            net.load_params(checkpoint=self)
+            net.load_params(checkpoint=self, use_safetensors=self.use_safetensors)
 
     def wait(self) -> None:
         """Block until the commit in flight (and its root files) are done."""
@@ -285,7 +285,9 @@ class Checkpoint(_SavesFiles):
             if staging is not None:
                 state = staging.stage(attr, state)
             key = "f_params" if attr == "module_" else f"f_{attr[:-1]}"
-            files.append(PendingFile(self._name(net, key, template), key, torch_writer(state)))
+            name = self._name(net, key, template)
+            writer = bytes_writer(safetensors_bytes(state, name)) if self.use_safetensors else torch_writer(state)
+            files.append(PendingFile(name, key, writer))
         if "f_history" in others:
             files.append(PendingFile(self._name(net, "f_history", others["f_history"]), "f_history",
                                      bytes_writer(history_json(net.history).encode())))
@@ -324,7 +326,7 @@ class Checkpoint(_SavesFiles):
                 with open_target(target, "wb") as f:
                     f.write(pickle_without_credentials(net))
             else:
-                net.save_params(**{key: target})
+                net.save_params(**{key: target}, use_safetensors=self.use_safetensors and key != "f_history")
 
     def _join(self, name: str) -> str:
         return os.path.join(os.fspath(self.dirname), name) if self.dirname else name
@@ -373,7 +375,7 @@ class Checkpoint(_SavesFiles):
         there is no checkpoint."""
         if self.uses_store():
             store = self.store()
-            version = store.latest_verified(check=lambda v: unloadable_files(store, v))
+            version = store.latest_verified(check=lambda v: unloadable_files(store, v, self.use_safetensors))
             if version is not None:  # only the parts this checkpoint saves, whatever else a version lists
                 wanted = {key for key, value in self._file_args().items() if value is not None}
                 return {entry.key: store.source(version, name) for name, entry in version.files.items()
@@ -478,6 +480,9 @@ class TrainEndCheckpoint(_SavesFiles):
         self.skip_non_finite = skip_non_finite
         split_f_arguments(type(self).__name__, **kwargs)
         vars(self).update(kwargs)
+        if use_safetensors and f_optimizer is not None:
+            raise ValueError("Cannot save optimizer state when using safetensors, please set "
+                             f"f_optimizer=None or don't use safetensors ({type(self).__name__}).")
 
     def checkpoint(self) -> Checkpoint:
         """The :class:`Checkpoint` (``monitor=None``, no event column) that does the work."""
@@ -485,7 +490,7 @@ class TrainEndCheckpoint(_SavesFiles):
         inner: Checkpoint | None = getattr(self, "checkpoint_", None)
         wanted = dict(files, fn_prefix=self.fn_prefix, dirname=self.dirname, sink=self.sink,
                       keep_last=self.keep_last, storage_options=self.storage_options,
-                      skip_non_finite=self.skip_non_finite)
+                      skip_non_finite=self.skip_non_finite, use_safetensors=self.use_safetensors)
         if inner is None or any(getattr(inner, k, None) != v for k, v in wanted.items()):
             inner = Checkpoint(monitor=None, event_name=None, **wanted).initialize()
             self.checkpoint_ = inner
@@ -560,7 +565,7 @@ class LoadInitState(Callback):
         begin_writing = getattr(self.checkpoint, "begin_writing", None)
         if begin_writing is not None and any(cb is self.checkpoint for _, cb in net.callbacks_):
             begin_writing()  # the fencing baseline is the manifest this load reads
-        state = load_checkpoint(net, self.checkpoint)
+        state = load_checkpoint(net, self.checkpoint, self.use_safetensors)
         if state is not None:
             self.loaded_epoch_ = len(net.history)
             self._pending_state = state or None
@@ -575,9 +580,10 @@ class LoadInitState(Callback):
             train_state.restore(net, state)
 
 
-def unloadable_files(store: CheckpointStore, version: Any) -> list[str]:
+def unloadable_files(store: CheckpointStore, version: Any, use_safetensors: bool = False) -> list[str]:
     """What in ``version`` (whose hashes match) cannot be loaded: state files that
-    ``torch.load(weights_only=True)`` refuses, a history that is not a JSON list of epochs.
+    ``torch.load(weights_only=True)`` (or safetensors, for the parts saved with
+    ``use_safetensors=True``) refuses, a history that is not a JSON list of epochs.
     Nothing is kept: local files are memory-mapped, so only their pickles are read."""
     problems = []
     for name, entry in version.files.items():
@@ -588,6 +594,8 @@ def unloadable_files(store: CheckpointStore, version: Any) -> list[str]:
             if entry.key == "f_history":
                 if not all(isinstance(row, dict) for row in History.from_file(source)):
                     raise ValueError("not a JSON list of epoch records")
+            elif use_safetensors and entry.key != "f_train_state":  # train state: always torch.save
+                load_state(source, "cpu", use_safetensors=True)
             else:
                 torch.load(source, map_location="cpu", weights_only=True, mmap=isinstance(source, str))
         except Exception as error:
@@ -608,7 +616,7 @@ def _load_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
-def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:
+def load_checkpoint(net: Any, checkpoint: Any, use_safetensors: bool = False) -> dict | None:
     """Load the newest intact version of ``checkpoint`` into ``net`` (weights, optimizer,
     criterion, history) and return its train state, not yet applied (``{}`` if it has none);
     ``None`` when there is no checkpoint.
@@ -622,7 +630,8 @@ def load_checkpoint(net: Any, checkpoint: Any) -> dict | None:
         return None
     state_source = files.pop("f_train_state", None)
     files.pop("f_pickle", None)
-    net.load_params(**files)
+    use_safetensors = use_safetensors or bool(getattr(checkpoint, "use_safetensors", False))
+    net.load_params(**files, use_safetensors=use_safetensors)
     if state_source is None:
         return {}
     state = torch.load(state_source, map_location="cpu", weights_only=True)
