@@ -476,8 +476,10 @@ class LoadInitState(Callback):
         if state is not None:
             self.loaded_epoch_ = len(net.history)
             self._pending_state = state or None
-        if self.until_max_epochs:
-            net.epoch_limit_ = net.max_epochs
+
+    def epoch_limit(self, net: Any) -> int | None:
+        """With ``until_max_epochs``, the loaded epochs count towards ``max_epochs``."""
+        return net.max_epochs if self.until_max_epochs else None
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
         # generators and callback state go back only now: the other callbacks' on_train_begin

@@ -18,7 +18,6 @@ import platform
 from typing import Any, Callable
 
 from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext
 
 from ..checkpoint import CheckpointConflictError, Manifest
 
@@ -29,20 +28,10 @@ class ResumeLimitError(RuntimeError):
     """An experiment's runs keep failing from the same checkpoint; automatic resumes stop."""
 
 
-def attempt_label(experiment: str) -> dict[str, Any]:
-    """This flow run and attempt, as recorded in the manifest by its claim."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        raise RuntimeError("fit_in_flow runs inside a Prefect flow: call it from a function decorated "
-                           "with @flow (outside flows, call net.fit)")
-    run = context.flow_run
-    return {"experiment": experiment, "flow_run_id": str(run.id), "flow_run_name": run.name,
-            "run_count": run.run_count}
-
-
 def claim_check(label: dict[str, Any], max_resumes: int,
                 is_alive: Callable[[dict[str, Any]], str | None] | None = None) -> Callable[[Manifest], None]:
-    """The check :meth:`CheckpointStore.claim` runs for ``label`` (see the module's rules)."""
+    """The check :meth:`CheckpointStore.claim` runs for ``label`` (a run's
+    :attr:`~.run.TrainingRun.label`; see the module's rules)."""
     is_alive = is_alive or claimant_alive
 
     def check(manifest: Manifest) -> None:

@@ -73,7 +73,7 @@ def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: st
     net = load_object(net_factory)(**net_params)
     if max_epochs is not None:
         net.set_params(max_epochs=max_epochs)
-    named = [name for name, cb in net._named_callbacks() if isinstance(cb, Checkpoint)]
+    named = [name for name, cb in net.initialize_callbacks().callbacks_ if isinstance(cb, Checkpoint)]
     where: dict[str, Any] = {"dirname": checkpoint_dir, **({"storage_options": storage_options} if storage_options else {})}
     if named:
         net.set_params(**{f"callbacks__{name}__{k}": v for name in named for k, v in where.items()})
