@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -19,12 +20,14 @@ from prefect_torch.callbacks import Checkpoint, LoadInitState
 from prefect_torch.checkpoint import CheckpointStore, PendingFile
 from prefect_torch.examples import MyModule, make_data
 from prefect_torch.orchestration import fit_in_flow, train_flow
-from test_orchestration import (  # noqa: F401  (reference: a fixture)
+from test_orchestration import (  # noqa: F401  (flow_process, reference: fixtures)
     assert_same_weights,
     finish,
+    flow_process,
     read_artifacts,
     read_flow_run,
     reference,
+    run_fit_flow,
     unique,
     wait_for,
 )
@@ -206,3 +209,41 @@ def test_store_writes_keep_the_users_crc32_setting():
             assert torch.serialization.get_crc32_options() is setting
         finally:
             torch.serialization.set_crc32_options(True)
+
+
+# -- a dead run that was taken over shows Crashed ------------------------------------------------------
+@pytest.mark.slow
+def test_a_dead_run_taken_over_is_marked_crashed_naming_the_new_run(flow_process, tmp_path):  # noqa: F811
+    dirname, experiment = tmp_path / "ckpt", unique("taken-over")
+    proc = flow_process(dirname=str(dirname), experiment=experiment, kill_at=4)  # SIGKILLs itself as epoch 4 begins
+    code, output = finish(proc)
+    assert code == -signal.SIGKILL, output[-3000:]
+    (dead,) = json.loads((dirname / "manifest.json").read_text())["claims"]
+    assert read_flow_run(dead["flow_run_id"]).state.is_running()  # what the UI showed forever
+
+    state = run_fit_flow(str(dirname), experiment, max_epochs=5)
+    assert state.is_completed(), state
+    _, record = state.result()
+    assert record["trained_epochs"] == [4, 5]
+    taker = read_flow_run(record["flow_run_id"])
+    crashed = read_flow_run(dead["flow_run_id"]).state
+    assert crashed.is_crashed(), crashed
+    assert f"flow run {taker.name!r} ({taker.id}) took over experiment {experiment!r}" in crashed.message
+    assert f"pid {proc.pid}" in crashed.message and "epoch 3" in crashed.message
+
+
+def test_sweeps_say_how_to_install_dask_when_it_is_missing(monkeypatch):
+    from prefect_torch.orchestration.sweep import dask_task_runner
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # what an install without the extra has
+    with pytest.raises(ImportError, match=r"pip install 'prefect-torch\[dask\]'"):
+        dask_task_runner(None, 1)
+
+
+def test_epochs_per_task_is_refused_before_a_sweep_starts(tmp_path):
+    from prefect_torch.orchestration import sweep_flow
+
+    with pytest.raises(ValueError, match="epochs_per_task=0: use a whole number >= 1"):
+        sweep_flow.fn("prefect_torch.examples:make_net", "prefect_torch.examples:make_data", {"lr": [0.1]},
+                      str(tmp_path / "sweep"), epochs_per_task=0)
+    assert not (tmp_path / "sweep").exists()  # nothing planned, nothing written

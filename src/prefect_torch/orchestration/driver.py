@@ -25,7 +25,7 @@ from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
 from ..exceptions import StopTraining
 from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
-from .fencing import ResumeLimitError, claim_check
+from .fencing import ResumeLimitError, claim_check, mark_taken_over
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
 from .run import TrainingRun
@@ -107,6 +107,7 @@ class TaskDriver:
         start_epoch = len(net.history)
         target = start_epoch + epochs if run.stop_at is None else min(start_epoch + epochs, run.stop_at)
         before = store.claim({**run.label, "target": target}, claim_check(run.label, run.max_resumes))
+        mark_taken_over(before, run.label)
         loaded = before.version(before.current)
         start = None if loaded is not None and loaded.epoch == start_epoch else train_state.snapshot(net)
         epochs_run = EpochRun(net, one_epoch, run.checkpoint, store, start,

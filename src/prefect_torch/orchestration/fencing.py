@@ -13,14 +13,17 @@ and attempt (``run_count``). The rules, checked under the directory's lock:
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from typing import Any, Callable
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 
 from ..checkpoint import CheckpointConflictError, Manifest
 
+log = logging.getLogger("prefect_torch.orchestration")
 _FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
@@ -64,6 +67,36 @@ def claim_check(label: dict[str, Any], max_resumes: int,
                 "cause, then run again with a higher max_resumes.")
 
     return check
+
+
+def mark_taken_over(before: Manifest, label: dict[str, Any]) -> str | None:
+    """After ``label``'s run claimed a directory (``before``: the manifest as it was), mark the
+    flow run it took over from **Crashed** in Prefect when that run's process is gone from
+    this host but Prefect still shows it unfinished (a SIGKILL, a lost machine's restart):
+    the UI then stops showing it Running, and says who took over. Returns the id of the run
+    marked, if any; a failing API only logs a warning."""
+    holder = before.claims[-1] if before.claims else None
+    if (holder is None or holder.get("finished") or not holder.get("flow_run_id")
+            or holder.get("flow_run_id") == label["flow_run_id"]
+            or holder.get("host") != platform.node() or _process_exists(holder.get("pid"))):
+        return None
+    from prefect.states import Crashed
+
+    run_id = str(holder["flow_run_id"])
+    message = (f"the process of this flow run (pid {holder.get('pid')} on {holder.get('host')}) is gone; flow run "
+               f"{label['flow_run_name']!r} ({label['flow_run_id']}) took over experiment "
+               f"{label['experiment']!r} from its last commit (epoch {before.current_epoch})")
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+            if (run.state is not None and run.state.is_final()) or run.run_count > holder.get("run_count", 0):
+                return None  # it ended, or a newer attempt of it runs: nothing to correct
+            client.set_flow_run_state(UUID(run_id), Crashed(message=message), force=True)
+    except Exception as error:  # another server, gone, or no id: the manifest still tells the story
+        log.warning("could not mark flow run %s Crashed: %s: %s", run_id, type(error).__name__, error)
+        return None
+    log.warning("flow run %s (%s) is marked Crashed: %s", holder.get("flow_run_name"), run_id, message)
+    return run_id
 
 
 def newer_attempt(manifest: Manifest | None, label: dict[str, Any]) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
+from uuid import UUID
 
 from prefect.exceptions import Abort
 
@@ -112,7 +113,8 @@ def interrupted(run: TrainingRun, record: dict[str, Any]) -> TrainingInterrupted
     error = TrainingInterrupted(message, record)
     try:
         with get_client(sync_client=True) as client:
-            result = client.set_flow_run_state(run.attempt.flow_run_id, Cancelled(message=message), force=True)
+            result: Any = client.set_flow_run_state(UUID(run.attempt.flow_run_id), Cancelled(message=message),
+                                                    force=True)
         error.state = result.state  # type: ignore[attr-defined]  # what the engine then reports as final
     except Exception as failure:  # the server is gone: the engine reports the run as it can
         log.warning("could not mark flow run %s Cancelled: %s: %s", run.attempt.flow_run_name,
