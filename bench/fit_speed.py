@@ -58,8 +58,8 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from common import Timing
 from sklearn.model_selection import StratifiedKFold
-from timing import Timing
 from torch import nn
 
 import prefect_torch

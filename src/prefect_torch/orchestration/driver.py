@@ -62,7 +62,7 @@ class EpochRun:
         self.manifest: Manifest | None = None  # as the last task left it
 
     def train_through(self, last: int) -> dict[str, Any]:
-        net = self.net
+        net, entered = self.net, time.perf_counter()
         if self.interrupted:
             self.restore()
         self.interrupted = True
@@ -80,7 +80,8 @@ class EpochRun:
             self.start = None  # this run's own commit is the restore point from now on
         return {"epochs": [first, len(net.history)], "seconds": round(seconds, 6), "stopped": stopped,
                 "metrics": epoch_metrics(net.history[-1]) if len(net.history) else {},
-                "checkpoint": checkpoint_record(self.store, manifest)}
+                "checkpoint": checkpoint_record(self.store, manifest),
+                "task_seconds": round(time.perf_counter() - entered, 6)}
 
     def restore(self) -> None:
         """Undo a failed task: back to the last commit, or to the start before there is one."""
@@ -100,6 +101,7 @@ class TaskDriver:
         self.run = run
         self.task = train_epochs.with_options(retries=run.task_retries, retry_delay_seconds=run.retry_delay_seconds)
         self.records: list[dict[str, Any]] = []
+        self.close_seconds = 0.0  # the artifacts' final flush, when training ended
         self.interrupts = InterruptRequests()  # fit_in_flow installs them around the fit
 
     def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
@@ -121,7 +123,9 @@ class TaskDriver:
         finally:
             if publisher is not None:
                 run.checkpoint.wait()
+                closing = time.perf_counter()
                 publisher.close(store.read_manifest(), len(net.history), target)
+                self.close_seconds = time.perf_counter() - closing
 
     def _run_tasks(self, run: EpochRun, target: int, publisher: ArtifactPublisher | None) -> None:
         """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""

@@ -42,7 +42,9 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
 
     Returns the training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
     ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size, metrics),
-    ``flow_run_id``, ``attempt``, ``tasks``.
+    ``flow_run_id``, ``attempt``, ``tasks`` (their number), and ``timings``: ``task_seconds``
+    (the time inside each task run's body: its epochs and their commits) and ``close_seconds``
+    (the artifacts' final update when training ended).
 
     >>> from prefect import flow
     >>> from prefect_torch import NeuralNetClassifier
@@ -68,7 +70,7 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
             net.partial_fit(X, y, **fit_params)  # net.fit without a second initialize
     except StopRequested as stop:
         run.store.release()  # a clean stop: the next run need not wait for this one
-        raise interrupted(run, {**training_record(run, net, driver.records),
+        raise interrupted(run, {**training_record(run, net, driver.records, driver.close_seconds),
                                 "interrupted": {"signal": stop.signal, "epoch": len(net.history)}}) from None
     except CheckpointConflictError as error:
         newer = newer_attempt(run.store.read_manifest(), run.label)
@@ -80,10 +82,11 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
                     f"{newer} of the same run took over experiment {run.experiment!r}; nothing more is "
                     "committed by this attempt, and the run's state is the newer attempt's") from error
     run.store.release()
-    return training_record(run, net, driver.records)
+    return training_record(run, net, driver.records, driver.close_seconds)
 
 
-def training_record(run: TrainingRun, net: Any, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def training_record(run: TrainingRun, net: Any, tasks: list[dict[str, Any]], close_seconds: float = 0.0
+                    ) -> dict[str, Any]:
     """What :func:`fit_in_flow` returns (see there), from the store's manifest and the task records."""
     manifest = run.store.read_manifest()
     trained = [r["epochs"] for r in tasks if r["epochs"][1] >= r["epochs"][0]]
@@ -97,6 +100,7 @@ def training_record(run: TrainingRun, net: Any, tasks: list[dict[str, Any]]) -> 
         "flow_run_id": run.attempt.flow_run_id,
         "attempt": run.attempt.run_count,
         "tasks": len(tasks),
+        "timings": {"task_seconds": [r["task_seconds"] for r in tasks], "close_seconds": round(close_seconds, 6)},
     }
 
 
