@@ -28,33 +28,74 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     task run, the net's :class:`~prefect_torch.callbacks.Checkpoint` commits inside it, and the
     run resumes from the last commit after a failure, a retry or a crash.
 
-    - ``experiment``: the stable name of this training across runs and attempts (default: the
-      checkpoint directory's name); artifacts are keyed by it.
-    - ``resume``: ``"latest"`` continues from the current checkpoint up to ``max_epochs`` in all
-      (a finished experiment does nothing), ``"extend"`` trains ``max_epochs`` more, ``"never"``
-      starts over (an attempt of the same flow run still resumes its own progress). ``None``
-      keeps the net's own :class:`~prefect_torch.callbacks.LoadInitState`, or acts as
-      ``"latest"`` if it has none. The net's callbacks are set accordingly.
-    - ``task_retries``: retries of a failed epoch task, each restoring the last commit first.
-    - ``max_resumes``: attempts in a row that may start from the same checkpoint and fail
-      before the experiment is considered stuck.
-    - ``artifacts``: the checkpoints table, summary and progress in the Prefect UI.
+    The net is set up first (as ``net.fit`` does), so its routed parameters
+    (``callbacks__checkpoint__dirname=...``) decide where it checkpoints; then one
+    :class:`~prefect_torch.orchestration.TrainingRun` holds every decision of the call. The net
+    is left as it was given: what this adds (a :class:`~prefect_torch.callbacks.LoadInitState`,
+    the run-log sinks) exists for the call only. The first Ctrl+C or SIGTERM stops training after
+    the epoch in progress commits and ends the flow run Cancelled
+    (:class:`~prefect_torch.orchestration.TrainingInterrupted`); a second one acts at once.
 
-    Returns the training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
-    ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size, metrics),
-    ``flow_run_id``, ``attempt``, ``tasks`` (their number), and ``timings``: ``task_seconds``
-    (the time inside each task run's body: its epochs and their commits) and ``close_seconds``
-    (the artifacts' final update when training ended).
+    Parameters
+    ----------
+    net : NeuralNet
+        The net to train; it needs a ``Checkpoint`` that writes a directory
+        (``Checkpoint(monitor=None, dirname=...)`` loses at most one epoch on a crash).
+    X, y
+        The training data, as for ``net.fit``.
+    experiment : str or None, default=None
+        The stable name of this training across runs and attempts; artifacts are keyed by it.
+        Default: the checkpoint directory's name (the directory training really writes).
+    resume : {"latest", "extend", "never"} or None, default=None
+        ``"latest"`` continues from the current checkpoint up to ``max_epochs`` in all (a
+        finished experiment does nothing), ``"extend"`` trains ``max_epochs`` more, ``"never"``
+        starts over (an attempt of the same flow run still resumes its own progress). ``None``
+        keeps the net's own ``LoadInitState``, or acts as ``"latest"`` if it has none.
+    checkpoint : Checkpoint or None, default=None
+        Which of the net's ``Checkpoint`` callbacks to resume from, when it has several.
+    epochs_per_task : int or "auto", default=1
+        Epochs per task run; ``"auto"`` groups short epochs so Prefect's share stays near 5%.
+    task_retries : int, default=0
+        Retries of a failed epoch task, each restoring the last commit first.
+    retry_delay_seconds : float, default=0
+        Seconds Prefect waits before each of those retries.
+    max_resumes : int, default=3
+        Attempts in a row that may start from the same checkpoint and fail before the
+        experiment is considered stuck (:class:`~prefect_torch.orchestration.ResumeLimitError`).
+    artifacts : bool, default=True
+        Keep the checkpoints table, summary and progress up to date in the Prefect UI.
+    **fit_params
+        Passed on to the net's ``fit`` (e.g. ``groups``).
 
+    Returns
+    -------
+    dict
+        The training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
+        ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size,
+        metrics), ``flow_run_id``, ``attempt``, ``tasks`` (their number), and ``timings``:
+        ``task_seconds`` (the time inside each task run's body: its epochs and their commits)
+        and ``close_seconds`` (the artifacts' final update when training ended).
+
+    Raises
+    ------
+    TrainingInterrupted
+        After a signal stopped training (the flow run is then Cancelled); ``.record`` is the
+        record above with ``interrupted``: ``{"signal": ..., "epoch": ...}``.
+
+    Examples
+    --------
+    >>> import tempfile
     >>> from prefect import flow
     >>> from prefect_torch import NeuralNetClassifier
     >>> from prefect_torch.examples import MyModule, make_data
     >>> @flow
     ... def train(dirname: str) -> dict:
-    ...     net = NeuralNetClassifier(MyModule, max_epochs=5, callbacks=[Checkpoint(monitor=None, dirname=dirname)])
-    ...     return fit_in_flow(net, *make_data(), experiment="demo")
-    >>> train("checkpoints/demo")["current"]["epoch"]    # doctest: +SKIP
-    5
+    ...     net = NeuralNetClassifier(MyModule, max_epochs=3, verbose=0,
+    ...                               callbacks=[Checkpoint(monitor=None, dirname=dirname)])
+    ...     return fit_in_flow(net, *make_data(100), experiment="demo", artifacts=False)
+    >>> record = train(tempfile.mkdtemp())     # doctest: +SKIP
+    >>> record["trained_epochs"], record["current"]["epoch"]     # doctest: +SKIP
+    ([1, 3], 3)
     """
     check_resume(resume)  # the arguments first, before anything touches the net
     check_epochs_per_task(epochs_per_task)

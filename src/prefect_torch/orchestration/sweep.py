@@ -157,32 +157,66 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
                data_params: dict[str, Any] | None = None, dask_address: str | None = None, n_workers: int = 2,
                epochs_per_task: int | str = "auto", task_retries: int = 1,
                storage_block: str | None = None, seed: int | None = 0, artifacts: bool = True) -> dict[str, Any]:
-    """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid`` (a
-    dict of lists, or a list of dicts, as scikit-learn's ``ParameterGrid`` takes them), each
-    trial as a task run on Dask, into ``root/<trial name>`` (a path or an ``s3://`` URL).
-
-    - ``dask_address``: an existing scheduler (``tcp://host:8786``, or ``$PREFECT_TORCH_DASK_ADDRESS``);
-      without one, a ``LocalCluster`` of ``n_workers`` processes lives as long as the flow.
-    - ``scoring``: the history column that ranks trials (lower is better for losses, unless
-      ``lower_is_better`` says otherwise).
-    - ``storage_block``: the name of a Prefect ``Secret`` block holding fsspec storage options
-      for ``root`` (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads
-      the environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
-    - ``seed``: seeds torch, numpy and ``random`` before each trial builds its net, so every
-      trial starts from the same initial state whichever worker runs it; a resumed trial then
-      continues bit for bit (its random generators are checkpointed). ``None``: no seeding.
-      Trials sharing a worker process must not run at once for this (one thread per worker).
-    - ``epochs_per_task`` (default ``"auto"``), ``task_retries``, ``artifacts``: as for
-      :func:`~prefect_torch.orchestration.fit_in_flow`, per trial. Each task run costs the
-      Prefect server ~30 ms of CPU; when the workers use every core, one task per short epoch
-      costs a visible share of the speed-up (``bench/sweep_scaling.py``), so keep ``"auto"``.
+    """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid``, each
+    trial a task run on Dask, into ``root/<trial name>``.
 
     The flow's ``<sweep>-trials`` table artifact lists every trial with its state, best epoch
     and score and checkpoint location, the best one marked; it is kept up to date as trials
     end. Trials that finished in an earlier run with the same settings are not run again;
-    unfinished ones resume from their last checkpoint. Returns the table and the best trial;
-    fails, after every other trial has ended, if one failed.
+    unfinished ones resume from their last checkpoint. Fails, after every other trial has
+    ended, if one failed. Needs the ``dask`` extra (``pip install 'prefect-torch[dask]'``).
 
+    Parameters
+    ----------
+    net_factory, data : str
+        Import paths (``'package.module:function'``) of the net factory and the data loader.
+    param_grid : dict of lists, or list of such dicts
+        The settings, as scikit-learn's ``ParameterGrid`` takes them (any sequence or array is
+        a list of values).
+    root : str
+        The sweep's directory: a path or an ``s3://`` URL; each trial writes its own folder.
+    sweep : str or None, default=None
+        The sweep's name (default: ``root``'s last part); trials are experiments ``<sweep>/<trial>``.
+    scoring : str, default="valid_loss"
+        The history column that ranks trials.
+    lower_is_better : bool or None, default=None
+        Its direction; ``None``: lower for losses, higher for anything else.
+    max_epochs : int or None, default=None
+        Overrides the factory's.
+    net_params, data_params : dict or None, default=None
+        Keyword arguments of the factory (before each setting's) and of the data loader.
+    dask_address : str or None, default=None
+        An existing scheduler (``tcp://host:8786``, or ``$PREFECT_TORCH_DASK_ADDRESS``); without
+        one, a ``LocalCluster`` of ``n_workers`` processes lives as long as the flow.
+    n_workers : int, default=2
+        Workers of that ``LocalCluster`` (one thread each).
+    epochs_per_task : int or "auto", default="auto"
+        As for :func:`~prefect_torch.orchestration.fit_in_flow`, per trial (checked here, before
+        any trial starts). Each task run costs the Prefect server ~30 ms of CPU; when the workers
+        use every core, one task per short epoch costs a visible share of the speed-up
+        (``bench/sweep_scaling.py``), so keep ``"auto"``.
+    task_retries : int, default=1
+        Retries of a failed epoch task, per trial.
+    storage_block : str or None, default=None
+        The name of a Prefect ``Secret`` block holding fsspec storage options for ``root``
+        (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads the
+        environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
+    seed : int or None, default=0
+        Seeds torch, numpy and ``random`` before each trial builds its net, so every trial
+        starts from the same initial state whichever worker runs it; a resumed trial then
+        continues bit for bit. ``None``: no seeding. Trials sharing a worker process must not
+        run at once for this (one thread per worker).
+    artifacts : bool, default=True
+        Each trial's own artifacts (checkpoints table, summary, progress).
+
+    Returns
+    -------
+    dict
+        ``sweep``, ``root``, ``scoring``, ``best`` (the best trial's result) and ``trials``
+        (the table's rows).
+
+    Examples
+    --------
     >>> sweep_flow.name
     'sweep-nets'
     >>> result = sweep_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
