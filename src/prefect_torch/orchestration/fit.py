@@ -11,6 +11,7 @@ from prefect.exceptions import Abort
 from ..callbacks import Checkpoint, LoadInitState
 from ..checkpoint import CheckpointConflictError
 from ..epochs import driving_epochs
+from ..net import NeuralNet
 from .driver import TaskDriver
 from .fencing import newer_attempt
 from .records import checkpoint_record
@@ -20,7 +21,7 @@ from .signals import StopRequested, TrainingInterrupted
 log = logging.getLogger("prefect_torch.orchestration")
 
 
-def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
+def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
                 checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
                 retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
                 **fit_params: Any) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     return training_record(run, net, driver.records, driver.close_seconds)
 
 
-def training_record(run: TrainingRun, net: Any, tasks: list[dict[str, Any]], close_seconds: float = 0.0
+def training_record(run: TrainingRun, net: NeuralNet, tasks: list[dict[str, Any]], close_seconds: float = 0.0
                     ) -> dict[str, Any]:
     """What :func:`fit_in_flow` returns (see there), from the store's manifest and the task records."""
     manifest = run.store.read_manifest()
@@ -168,7 +169,7 @@ def interrupted(run: TrainingRun, record: dict[str, Any]) -> TrainingInterrupted
 
 
 @contextmanager
-def resume_callbacks(net: Any, run: TrainingRun) -> Iterator[None]:
+def resume_callbacks(net: NeuralNet, run: TrainingRun) -> Iterator[None]:
     """For the duration of the call, the initialized net's callbacks load ``run.checkpoint`` as
     ``run.resume`` says (see :func:`fit_in_flow`): a :class:`LoadInitState` is added, or the net's
     own one for that checkpoint left out, in ``net.callbacks_`` only; afterwards ``callbacks_``

@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 
 from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
 from ..checkpoint import CheckpointStore, Manifest
+from ..net import NeuralNet
 from .records import slug
 
 RESUME_POLICIES = ("latest", "extend", "never")
@@ -173,7 +174,7 @@ def check_epochs_per_task(epochs_per_task: Any) -> EpochsPerTask:
     return epochs_per_task
 
 
-def plan_run(net: Any, attempt: Attempt, *, experiment: str | None = None, resume: str | None = None,
+def plan_run(net: NeuralNet, attempt: Attempt, *, experiment: str | None = None, resume: str | None = None,
              checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
              retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True) -> TrainingRun:
     """The :class:`TrainingRun` of ``net``, which must be initialized (its ``callbacks_`` are
@@ -218,7 +219,7 @@ def own_progress_policy(manifest: Manifest | None, label: dict[str, Any], resume
     return "latest" if resume == "never" and own else resume
 
 
-def find_checkpoint(net: Any) -> Checkpoint:
+def find_checkpoint(net: NeuralNet) -> Checkpoint:
     """The initialized net's :class:`Checkpoint` that writes a versioned directory (the one a
     :class:`LoadInitState` loads, if there are several)."""
     callbacks = [cb for _, cb in net.callbacks_]
