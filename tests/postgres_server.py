@@ -234,7 +234,7 @@ class PostgresServer:
                 return False
 
         assert self._proc is not None
-        wait_until(self._proc, ready, deadline, f"postgres on port {self.port}", self.log_path)
+        wait_until(self._proc, ready, deadline, f"postgres on port {self.port} was not ready in time", self.log_path)
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

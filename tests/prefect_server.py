@@ -290,7 +290,7 @@ class PrefectServer:
 
         assert self._proc is not None
         try:
-            wait_until(self._proc, healthy, deadline, f"prefect server {self.api_url}", self.log_path)
+            wait_until(self._proc, healthy, deadline, f"prefect server {self.api_url} was not healthy in time", self.log_path)
         except TimeoutError:
             self.stop()
             raise

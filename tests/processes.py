@@ -5,7 +5,7 @@ late), retry when its port was taken meanwhile, and stop its whole process group
 >>> import sys, tempfile, pathlib
 >>> log = pathlib.Path(tempfile.mkdtemp()) / "sleep.log"
 >>> proc = launch([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], log)
->>> wait_until(proc, lambda: "up" in log.read_text(), time.monotonic() + 30, "the sleeper")
+>>> wait_until(proc, lambda: "up" in log.read_text(), time.monotonic() + 30, "the sleeper did not start")
 >>> stop_group(proc, timeout=5)
 >>> proc.returncode is not None
 True
@@ -48,17 +48,17 @@ def launch(args: Sequence[str], log_path: pathlib.Path, **popen: Any) -> subproc
                                 start_new_session=True, preexec_fn=parent_death_signal(), **popen)
 
 
-def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], deadline: float, what: str,
+def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], deadline: float, late: str,
                log_path: pathlib.Path | None = None, interval: float = 0.1) -> None:
     """Poll ``ready()`` until it is true; :class:`ExitedEarly` if ``proc`` ends first,
-    ``TimeoutError`` (with the log's tail) past ``deadline`` (``time.monotonic()``)."""
+    ``TimeoutError(late + the log's tail)`` past ``deadline`` (``time.monotonic()``)."""
     while True:
         if proc.poll() is not None:
             raise ExitedEarly(proc.returncode)
         if ready():
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} was not ready in time\n{tail(log_path) if log_path else ''}")
+            raise TimeoutError(f"{late}\n{tail(log_path) if log_path else ''}")
         time.sleep(interval)
 
 

@@ -198,7 +198,7 @@ class S3Server:
 
         assert self._proc is not None
         try:
-            wait_until(self._proc, answering, deadline, f"S3 endpoint {self.endpoint_url}", self.log_path,
+            wait_until(self._proc, answering, deadline, f"S3 endpoint {self.endpoint_url} did not answer in time", self.log_path,
                        interval=0.05)
         except TimeoutError:
             self.stop()

@@ -158,7 +158,7 @@ def line_of(output, prefix):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_epoch_stops_after_the_commit_and_cancels_the_flow_run(prefect_server, tmp_path,
                                                                               reference, signum):  # noqa: F811
     script, marker, dirname = tmp_path / "signals.py", tmp_path / "in-epoch-5", tmp_path / "ckpt"

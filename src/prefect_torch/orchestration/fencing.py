@@ -28,7 +28,16 @@ _FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 class ResumeLimitError(RuntimeError):
-    """An experiment's runs keep failing from the same checkpoint; automatic resumes stop."""
+    """An experiment's runs keep failing from the same checkpoint; automatic resumes stop.
+
+    Raised by :func:`~prefect_torch.orchestration.fit_in_flow` before training when
+    ``max_resumes`` attempts in a row started from the current checkpoint and never finished;
+    the message names those flow runs. Run again with a higher ``max_resumes`` once the cause
+    is fixed. Epoch tasks are not retried on it.
+
+    >>> issubclass(ResumeLimitError, RuntimeError)
+    True
+    """
 
 
 def claim_check(label: dict[str, Any], max_resumes: int,
