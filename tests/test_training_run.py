@@ -247,3 +247,24 @@ def test_epochs_per_task_is_refused_before_a_sweep_starts(tmp_path):
         sweep_flow.fn("prefect_torch.examples:make_net", "prefect_torch.examples:make_data", {"lr": [0.1]},
                       str(tmp_path / "sweep"), epochs_per_task=0)
     assert not (tmp_path / "sweep").exists()  # nothing planned, nothing written
+
+
+def test_a_signal_noted_but_not_acted_on_is_delivered_when_the_call_ends():
+    """A Ctrl+C that arrives as training ends is not lost: the process's handler gets it then."""
+    from prefect_torch.orchestration.signals import InterruptRequests
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with InterruptRequests() as interrupts:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            assert interrupts.requested == "SIGTERM" and seen == []  # noted only
+        assert seen == [signal.SIGTERM]  # delivered once the block ended
+        with InterruptRequests() as interrupts:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            interrupts.acted_on()
+        assert seen == [signal.SIGTERM]  # training stopped on it: not delivered again
+    finally:
+        signal.signal(signal.SIGTERM, previous)

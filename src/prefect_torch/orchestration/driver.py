@@ -136,6 +136,7 @@ class TaskDriver:
         while len(net.history) < target:
             if self.interrupts.requested:
                 run.checkpoint.wait()  # the last epoch's commit ends before training stops
+                self.interrupts.acted_on()
                 raise StopRequested(self.interrupts.requested)
             first = len(net.history) + 1
             last = min(target, first + size - 1)

@@ -10,8 +10,12 @@ process's handlers are the ones it had.
 >>> import os, signal
 >>> with InterruptRequests() as interrupts:
 ...     os.kill(os.getpid(), signal.SIGINT)     # noted, not raised
+...     interrupts.acted_on()                   # training stopped on it
 ...     interrupts.requested
 'SIGINT'
+
+A signal noted but not acted on (it came as training ended) is delivered again when the block
+ends, to the handler the process had, so the user's Ctrl+C is never lost.
 """
 from __future__ import annotations
 
@@ -62,7 +66,13 @@ class InterruptRequests:
 
     def __init__(self) -> None:
         self.requested: str | None = None  # the signal's name, once one arrived
+        self._signum: int | None = None
+        self._acted_on = False
         self._previous: dict[int, Any] = {}
+
+    def acted_on(self) -> None:
+        """Training stopped on the signal: nothing to deliver again when the block ends."""
+        self._acted_on = True
 
     def __enter__(self) -> "InterruptRequests":
         if threading.current_thread() is threading.main_thread():
@@ -74,10 +84,12 @@ class InterruptRequests:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self._signum is not None and not self._acted_on and exc_info[0] is None:
+            signal.raise_signal(self._signum)  # as if it came now: the process's own handling
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is None:
-            self.requested = signal.Signals(signum).name
+            self.requested, self._signum = signal.Signals(signum).name, signum
             return
         previous = self._previous.get(signum)
         if previous == signal.SIG_IGN:

@@ -44,7 +44,7 @@ from ..checkpoint import CheckpointStore
 from .fit import fit_in_flow
 from .flows import load_object, prepare_net, storage_options_from
 from .records import markdown_location, slug
-from .run import check_epochs_per_task
+from .run import check_epochs_per_task, find_checkpoint
 from .trials import TRIAL_RECORD, Trial, TrialSpec, best_of, best_trial, plan_trials, trial_rows
 
 DASK_ADDRESS_ENV = "PREFECT_TORCH_DASK_ADDRESS"
@@ -74,8 +74,8 @@ def train_trial(spec: TrialSpec) -> dict[str, Any]:
     result = {"trial": trial.name, "params": trial.params, "spec": trial.spec, "state": "Completed",
               "finished": True, "best_epoch": best_epoch, "best_score": best_score, "scoring": scoring,
               **{k: record[k] for k in ("epoch", "current", "best", "flow_run_id", "attempt")}}
-    store = CheckpointStore(trial.checkpoint_dir, **storage_options)
-    store.location.write_atomic(TRIAL_RECORD, json.dumps(result, indent=1).encode())
+    # beside the checkpoints the run trained into (the net's Checkpoint's store, not re-derived)
+    find_checkpoint(net).store().location.write_atomic(TRIAL_RECORD, json.dumps(result, indent=1).encode())
     return result
 
 
