@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import timing
+import common as timing
 import torch
 from torch import nn
 

@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from common import Timing
 from sklearn.model_selection import KFold, StratifiedKFold
-from timing import Timing
 from torch import nn
 from torch.utils.data import TensorDataset
 

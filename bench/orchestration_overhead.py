@@ -23,10 +23,9 @@ Two epoch lengths, tuned so the plain epoch (training + validation + commit) tak
 and about 1 s on a 2-core machine with one torch thread; the tables print what they really took.
 
 Timing. ``time.perf_counter()`` around ``net.fit`` (plain) and around ``fit_in_flow`` inside the
-flow body (flow): the *fit* time. Around the flow call as a whole: the *wall* time. The bench also
-times two internals of ``prefect_torch.orchestration`` by wrapping them (their behaviour is
-unchanged): the task bodies (``EpochRun.train_through``: the epochs and their commits) and the
-artifacts' final flush (``ArtifactPublisher.close``). Fixed costs, printed apart, never spread
+flow body (flow): the *fit* time. Around the flow call as a whole: the *wall* time. The record
+``fit_in_flow`` returns gives two more (``timings``): the time inside the task bodies (the epochs
+and their commits) and the artifacts' final flush. Fixed costs, printed apart, never spread
 over the epochs:
 
 * Prefect's per-flow start/stop (create, start and finish the flow run): wall - fit;
@@ -72,29 +71,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
-import importlib
 import json
-import logging
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import prefect
 import torch
+from common import (
+    Server,
+    Timing,
+    add_common_options,
+    print_rule,
+    quiet_console,
+    source_version,
+    versions_line,
+    with_server,
+)
 from prefect import flow
 from prefect.settings import (
     PREFECT_API_URL,
@@ -102,7 +103,6 @@ from prefect.settings import (
     PREFECT_LOGGING_TO_API_ENABLED,
     temporary_settings,
 )
-from timing import Timing
 
 import prefect_torch
 from prefect_torch import NeuralNetClassifier
@@ -116,7 +116,6 @@ N_FEATURES = 10
 LONG_RATIO_TARGET = 1.10  # flow / plain per epoch, 1 s epochs, epochs_per_task=1
 AUTO_RATIO_TARGET = 1.5  # flow / plain per epoch, 0.05 s epochs, epochs_per_task="auto"
 NOISY_SPREAD = 1.5
-SERVER_START_TIMEOUT = 180.0
 
 PLAIN = "plain"
 
@@ -198,51 +197,6 @@ def run_plain(case: Case, epochs: int, dirname: str, seed: int) -> Run:
     return Run(fit=seconds, wall=seconds, tasks=None, epochs=len(net.history), params=params_of(net))
 
 
-class Probe:
-    """Times two internals of ``prefect_torch.orchestration`` while the flows run, changing nothing:
-    the task bodies (``EpochRun.train_through``: the epochs and their commits) and the artifacts'
-    final flush (``ArtifactPublisher.close``). Should either be renamed, its figure reads 0."""
-
-    TARGETS = (("prefect_torch.orchestration.driver", "EpochRun", "train_through", "in_tasks"),
-               ("prefect_torch.orchestration.artifacts", "ArtifactPublisher", "close", "close"))
-
-    def __init__(self) -> None:
-        self.seconds = {"in_tasks": 0.0, "close": 0.0}
-        self.found: list[str] = []
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[Probe]:
-        restore = []
-        for module_name, class_name, method, label in self.TARGETS:
-            owner = getattr(importlib.import_module(module_name), class_name, None)
-            original = getattr(owner, method, None)
-            if original is None:
-                continue
-            setattr(owner, method, self._timed(original, label))
-            restore.append((owner, method, original))
-            self.found.append(label)
-        try:
-            yield self
-        finally:
-            for owner, method, original in restore:
-                setattr(owner, method, original)
-
-    def _timed(self, function: Any, label: str) -> Any:
-        @functools.wraps(function)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - start
-        return timed
-
-    def take(self) -> dict[str, float]:
-        taken, self.seconds = self.seconds, {"in_tasks": 0.0, "close": 0.0}
-        return taken
-
-
-PROBE = Probe()
 _FLOW_PARAMS: dict[str, list[torch.Tensor]] = {}
 
 
@@ -256,18 +210,18 @@ def overhead_flow(case_name: str, epochs: int, epochs_per_task: int | str, dirna
     record = fit_in_flow(net, X, y, experiment=f"overhead-{case_name}", epochs_per_task=epochs_per_task)
     seconds = time.perf_counter() - start
     _FLOW_PARAMS[dirname] = params_of(net) if len(net.history) else []
-    return {"fit": seconds, "tasks": record["tasks"], "epoch": record["epoch"]}
+    timings = record["timings"]  # what fit_in_flow measured itself: the task bodies, the final flush
+    return {"fit": seconds, "tasks": record["tasks"], "epoch": record["epoch"],
+            "in_tasks": sum(timings["task_seconds"]), "close": timings["close_seconds"]}
 
 
 def run_flow(case: Case, epochs: int, epochs_per_task: int | str, dirname: str, seed: int) -> Run:
     gc.collect()
-    PROBE.take()
     start = time.perf_counter()
     result = overhead_flow(case.name, epochs, epochs_per_task, dirname, seed)
     wall = time.perf_counter() - start
-    probed = PROBE.take()
     return Run(fit=result["fit"], wall=wall, tasks=result["tasks"], epochs=result["epoch"],
-               in_tasks=probed["in_tasks"], close=probed["close"], params=_FLOW_PARAMS.pop(dirname))
+               in_tasks=result["in_tasks"], close=result["close"], params=_FLOW_PARAMS.pop(dirname))
 
 
 def run_one(contender: str, case: Case, epochs: int, workdir: Path, seed: int,
@@ -288,137 +242,6 @@ def run_one(contender: str, case: Case, epochs: int, workdir: Path, seed: int,
         now = server.cpu_seconds()
         run.cpu_server = None if now is None else now - server_cpu
     return run
-
-
-# -- the Prefect API -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-class ServerError(RuntimeError):
-    """No Prefect API to measure against."""
-
-
-class Server:
-    """The Prefect API the flows report to: a running one (``--api-url``) or our own local server."""
-
-    def __init__(self, api_url: str, own: bool):
-        self.api_url, self.own = api_url, own
-        self.start_seconds = 0.0
-        self.counts: dict[str, int] | None = None  # of the local server's log lines, once it stopped
-
-    def wait_healthy(self) -> None:
-        if not healthy(self.api_url):
-            raise ServerError(f"no healthy Prefect API at {self.api_url} ({self.api_url}/health)")
-
-    def stop(self) -> None:
-        """Nothing to stop: the server is not ours."""
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time the server's process used so far (our own server, on Linux), else ``None``."""
-        return None
-
-
-def _stop_with_parent() -> None:
-    """In the server's process, before exec: SIGTERM when the bench dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class LocalServer(Server):
-    """``prefect server start`` on a free loopback port, in a fresh temporary PREFECT_HOME; it
-    starts when the object is made (so the bench can prepare meanwhile) and stops on ``stop``."""
-
-    def __init__(self, keep_home: bool):
-        port = free_port()
-        super().__init__(f"http://127.0.0.1:{port}/api", own=True)
-        self.keep_home, self.stopped = keep_home, False
-        self.home = Path(tempfile.mkdtemp(prefix="prefect-home-"))
-        self.log_path = self.home / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url,
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
-        self.started = time.perf_counter()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                 "--no-ui", "--analytics-off"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
-
-    def wait_healthy(self) -> None:
-        while not healthy(self.api_url):
-            if self.proc.poll() is not None:
-                raise ServerError(f"prefect server start exited with {self.proc.returncode}:\n"
-                                   f"{self.log_path.read_text(errors='replace')[-3000:]}")
-            if time.perf_counter() - self.started > SERVER_START_TIMEOUT:
-                raise ServerError(f"the Prefect server was not healthy after {SERVER_START_TIMEOUT:.0f} s; "
-                                   f"its log: {self.log_path}")
-            time.sleep(0.25)
-        self.start_seconds = time.perf_counter() - self.started
-
-    def cpu_seconds(self) -> float | None:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def stop(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the session we started: the server and its children
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self.log_path.exists():
-            text = self.log_path.read_text(errors="replace")
-            self.counts = {"database is locked": text.count("database is locked"), "503": text.count(" 503")}
-        if self.keep_home:
-            print(f"(kept the local server's PREFECT_HOME: {self.home})")
-        else:
-            shutil.rmtree(self.home, ignore_errors=True)
-
-
-def source_version() -> str:
-    """The repository's commit (``+dirty src`` with uncommitted changes under src/), or ``?``."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=repo, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return head + ("+dirty src" if dirty else "")
-
-
-def quiet_console() -> None:
-    """Prefect's console lines ("Finished in state Completed()" per task) down to warnings."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.WARNING)
 
 
 # -- measuring -----------------------------------------------------------------------------------------
@@ -451,26 +274,6 @@ def ms(values: list[float], scale: float = 1e3) -> str:
     return f"{min(values) * scale:.1f} ({statistics.median(values) * scale:.1f})"
 
 
-def print_rule(title: str) -> None:
-    print(f"\n{title}\n{'-' * len(title)}")
-
-
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """The options the Prefect benches share: which server, its logs, where files go, JSON output."""
-    parser.add_argument("--api-url", default=None,
-                        help="use this Prefect API (e.g. http://127.0.0.1:4200/api) instead of starting "
-                             "a local server")
-    parser.add_argument("--api-logs", action="store_true",
-                        help="send run logs to the API too (PREFECT_LOGGING_TO_API_ENABLED; default off)")
-    parser.add_argument("--console-logs", action="store_true",
-                        help="keep Prefect's INFO lines on the console (default: warnings only)")
-    parser.add_argument("--keep-server-home", action="store_true",
-                        help="keep the local server's PREFECT_HOME (its database and log) for inspection")
-    parser.add_argument("--dir", default=None,
-                        help="where the checkpoints go (default: a temp folder); removed after each run")
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -491,32 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         quiet_console()
 
     return with_server(args, lambda server, began: measure_and_report(args, server, cases, repeat, began))
-
-
-def with_server(args: argparse.Namespace, body: Callable[[Server, float], int]) -> int:
-    """``body(server, began)`` with the server of ``args`` (``--api-url``, else a local one that
-    starts now and is stopped at the end, SIGTERM included); a server error exits 2."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the local server on the way out
-    began = time.perf_counter()
-    server: Server
-    if args.api_url:
-        server = Server(args.api_url.rstrip("/"), own=False)
-    else:
-        server = LocalServer(args.keep_server_home)  # starts now; it needs 15-30 s
-    try:
-        return body(server, began)
-    except ServerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        server.stop()
-
-
-def versions_line() -> str:
-    """Python, torch, Prefect and prefect-torch versions, CPUs and the load at the start."""
-    return (f"python {platform.python_version()}, torch {torch.__version__}, prefect {prefect.__version__}, "
-            f"prefect_torch {prefect_torch.__version__} ({source_version()}), {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.1f} (1 min) at the start")
 
 
 def measure_and_report(args: argparse.Namespace, server: Server, cases: tuple[Case, ...], repeat: int,
@@ -544,7 +321,6 @@ def measure_and_report(args: argparse.Namespace, server: Server, cases: tuple[Ca
         }))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="overhead-", dir=args.dir)))
 
-        stack.enter_context(PROBE.installed())
         warm_up(cases, workdir, args.seed)
         series: dict[tuple[str, str, int], Series] = {}
         last: dict[tuple[str, str], list[torch.Tensor]] = {}
@@ -595,9 +371,7 @@ def measure_and_report(args: argparse.Namespace, server: Server, cases: tuple[Ca
         print(f"{case.name:<8}{f['flow_start_stop']:>25.3f}{f['fit_in_flow_setup']:>19.3f}{f['artifact_close']:>25.3f}")
     print("start/stop: wall time of the flow call less the time inside fit_in_flow (all flow runs)\n"
           "setup: a 0-epoch fit_in_flow less a 0-epoch net.fit (claim, create the 3 artifacts, release)\n"
-          "flush: ArtifactPublisher.close in the runs with epochs (it waits out the helper thread's pause)")
-    if "close" not in PROBE.found:
-        print("(the artifact flush could not be timed: prefect_torch's ArtifactPublisher.close was not found)")
+          "flush: the record's timings['close_seconds'] in the runs with epochs (the artifacts' final update)")
 
     print_rule("per epoch, the fixed costs above excluded: best (median) ms")
     print(f"{'case':<8}{'contender':<16}{'per epoch':>16}{'overhead':>16}{'flow / plain':>16}"
@@ -621,9 +395,8 @@ def measure_and_report(args: argparse.Namespace, server: Server, cases: tuple[Ca
             # where the overhead goes (medians): the epochs themselves run slower inside the tasks
             # (the commit's fsync and the CPU shared with Prefect's threads and server), and the time
             # between the task bodies (Prefect's task engine, the driver's bookkeeping)
-            if "in_tasks" in PROBE.found:
-                r["slower_epochs_ms"] = (statistics.median(inside) - p_med) * 1e3
-                r["between_tasks_ms"] = statistics.median(fi - i for fi, i in zip(f, inside)) * 1e3
+            r["slower_epochs_ms"] = (statistics.median(inside) - p_med) * 1e3
+            r["between_tasks_ms"] = statistics.median(fi - i for fi, i in zip(f, inside)) * 1e3
             ratios.setdefault(case.name, {})[name] = r
             overhead = f"{r['overhead_ms']:.1f} ({r['overhead_ms_median']:.1f})"
             ratio = f"{r['ratio']:.2f}x ({r['ratio_median']:.2f}x)"

@@ -88,9 +88,9 @@ from typing import Any
 
 import prefect
 import torch
-from distributed import Client, LocalCluster, get_task_stream
-from orchestration_overhead import (
+from common import (
     Server,
+    Timing,
     add_common_options,
     print_rule,
     quiet_console,
@@ -98,6 +98,7 @@ from orchestration_overhead import (
     versions_line,
     with_server,
 )
+from distributed import Client, LocalCluster, get_task_stream
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 from prefect.settings import (
@@ -106,7 +107,6 @@ from prefect.settings import (
     PREFECT_LOGGING_TO_API_ENABLED,
     temporary_settings,
 )
-from timing import Timing
 
 import prefect_torch
 from prefect_torch.orchestration import sweep_flow

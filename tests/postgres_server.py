@@ -47,8 +47,8 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
-from helpers import parent_death_signal
-from prefect_server import PrefectServer, _free_port, _tail, _truthy, start_prefect_server
+from prefect_server import PrefectServer, _truthy, start_prefect_server
+from processes import ExitedEarly, free_port, launch, start_retrying, wait_until
 
 REQUIRE_ENV = "PREFECT_TORCH_REQUIRE_POSTGRES"  # set: a missing PostgreSQL fails instead of skipping
 PROGRAMS = ("initdb", "pg_ctl", "postgres", "psql")
@@ -174,20 +174,16 @@ class PostgresServer:
                 account = pwd.getpwnam(OS_USER)
                 os.chown(self.base, account.pw_uid, account.pw_gid)
             self._initdb()
-            for attempt in range(3):  # a port taken between picking and binding: pick again
-                log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-                self._launch(_free_port())
+
+            def start_once() -> None:
+                self._launch(free_port())
                 try:
                     self._wait_until_ready(began + timeout)
-                    break
-                except _ExitedEarly as exited:
+                except ExitedEarly:
                     self._proc = None
-                    with open(self.log_path, "rb") as log:
-                        log.seek(log_start)
-                        port_taken = b"already in use" in log.read()
-                    if attempt == 2 or not port_taken:
-                        raise RuntimeError(f"postgres exited with code {exited} during start-up "
-                                           f"({attempt + 1} tries)\n{_tail(self.log_path)}") from None
+                    raise
+
+            start_retrying(start_once, self.log_path, "postgres")
             self.psql(f'create database "{self.database}"', database="postgres")
         except BaseException:
             self.stop()
@@ -227,27 +223,18 @@ class PostgresServer:
         assert self.base is not None
         self.port = port
         args = [str(self.bindir / "postgres"), "-D", str(self.base / "data"), "-p", str(port)]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n$ {' '.join(args)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(args, cwd=self.base, env=_postgres_env(), stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=parent_death_signal(), **self._owner_kwargs())
+        self._proc = launch(args, self.log_path, cwd=self.base, env=_postgres_env(), **self._owner_kwargs())
 
     def _wait_until_ready(self, deadline: float) -> None:
         """Poll with ``select 1`` until the server accepts connections."""
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise _ExitedEarly(self._proc.returncode)
+        def ready() -> bool:
             try:
-                if self.psql("select 1", database="postgres", timeout=10) == "1":
-                    return
+                return self.psql("select 1", database="postgres", timeout=10) == "1"
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"postgres on port {self.port} was not ready in time\n{_tail(self.log_path)}")
-            time.sleep(0.1)
+                return False
+
+        assert self._proc is not None
+        wait_until(self._proc, ready, deadline, f"postgres on port {self.port} was not ready in time", self.log_path)
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -278,10 +265,6 @@ class PostgresServer:
 
     def __repr__(self) -> str:
         return f"PostgresServer({self.url if self.port else 'not started'})"
-
-
-class _ExitedEarly(Exception):
-    pass
 
 
 def _postgres_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -41,8 +41,6 @@ import contextlib
 import json
 import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,21 +50,15 @@ from typing import Any, Iterator, Mapping
 import pytest
 
 from helpers import parent_death_signal
+from processes import ExitedEarly, free_port, launch, start_retrying, stop_group, tail, wait_until
 
 START_TIMEOUT = 120.0  # seconds; healthy after 10-16 s on a busy 2-core machine (migrations included)
-STOP_TIMEOUT = 15.0  # graceful stop (SIGTERM) before SIGKILL
 WORKER_QUERY_SECONDS = 1  # how often a test worker polls for scheduled runs
 MEMORY_DB_URL = "sqlite+aiosqlite:///:memory:"
 DB_ENV = "PREFECT_TORCH_TEST_DB"  # "memory" (default) | "file" | an SQLAlchemy URL
 LOG_TO_API_ENV = "PREFECT_TORCH_TEST_LOG_TO_API"  # "1" sends the logs of flow runs to the server
 
 _running: set["PrefectServer"] = set()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _truthy(value: str | None) -> bool:
@@ -92,32 +84,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(extra or {})
     return env
-
-
-def _stop_group(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process group of ``proc`` (started with its own session), SIGKILL after ``timeout``."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    # the leader may be gone while children of its group still run
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
-def _tail(path: pathlib.Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return f"(no log at {path})"
-    return f"--- last {len(text)} lines of {path} ---\n" + "\n".join(text)
 
 
 def _python_args(script: str | os.PathLike[str], args: tuple[str | os.PathLike[str], ...]) -> list[str]:
@@ -279,20 +245,15 @@ class PrefectServer:
     def start(self, timeout: float = START_TIMEOUT) -> "PrefectServer":
         began = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):  # a port taken between picking and binding: pick again
-            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-            self._launch(_free_port())
+        def start_once() -> None:
+            self._launch(free_port())
             try:
                 self._wait_until_healthy(began + timeout)
-                break
-            except _ExitedEarly as exited:
+            except ExitedEarly:
                 self._kill()
-                with open(self.log_path, "rb") as log:
-                    log.seek(log_start)
-                    port_taken = b"already in use" in log.read()
-                if attempt == 2 or not port_taken:
-                    raise RuntimeError(f"prefect server exited with code {exited} during start-up "
-                                       f"({attempt + 1} tries)\n{self.log_tail()}") from None
+                raise
+
+        start_retrying(start_once, self.log_path, "prefect server")
         self.startup_seconds = time.monotonic() - began
         return self
 
@@ -315,42 +276,34 @@ class PrefectServer:
         self.ui_url = f"http://127.0.0.1:{port}"
         args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                 "--port", str(port)]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n$ {' '.join(args)}  # database {self.db_url}\n".encode())
-            log.flush()
-            # cwd = home: pydantic-settings would read a .env / prefect.toml / pyproject.toml there
-            self._proc = subprocess.Popen(
-                args, cwd=self.home, env=self.server_env(), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=parent_death_signal(),
-            )
+        # cwd = home: pydantic-settings would read a .env / prefect.toml / pyproject.toml there
+        self._proc = launch(args, self.log_path, cwd=self.home, env=self.server_env())
         _running.add(self)
 
     def _wait_until_healthy(self, deadline: float) -> None:
         """Poll ``/api/health`` until it answers ``true`` (migrations and services are up then)."""
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise _ExitedEarly(self._proc.returncode)
+        def healthy() -> bool:
             try:
-                if self.get_json("/health", timeout=5) is True:
-                    return
+                return self.get_json("/health", timeout=5) is True
             except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"prefect server {self.api_url} was not healthy in time\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.1)
+                return False
+
+        assert self._proc is not None
+        try:
+            wait_until(self._proc, healthy, deadline, f"prefect server {self.api_url} was not healthy in time", self.log_path)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        _stop_group(proc)
+        stop_group(proc)
 
     def stop(self) -> None:
         """Stop the server: SIGTERM to its process group (graceful), SIGKILL if it lingers."""
@@ -403,12 +356,7 @@ class Worker:
                 "--type", self.type, "--name", self.name]
         env = self.server.subprocess_env({"PREFECT_WORKER_QUERY_SECONDS": str(self.query_seconds),
                                           **self.extra_env})
-        with open(self.log_path, "ab") as log:
-            log.write(f"$ {' '.join(args)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=parent_death_signal())
+        self.proc = launch(args, self.log_path, cwd=self.workdir, env=env)
         self._wait_until_registered(began + timeout)
         self.startup_seconds = time.monotonic() - began
         return self
@@ -436,7 +384,7 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
     def stop(self) -> None:
         """SIGTERM the worker's process group, SIGKILL after 15 s.
@@ -445,14 +393,10 @@ class Worker:
         stops them itself on SIGTERM (measured: gone 0.5 s later, their runs left ``Running``).
         """
         proc, self.proc = self.proc, None
-        _stop_group(proc)
+        stop_group(proc)
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, pool={self.pool!r}, running={self.is_running()})"
-
-
-class _ExitedEarly(Exception):
-    pass
 
 
 def _drain_prefect_workers() -> None:

@@ -20,7 +20,6 @@ import pathlib
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import parent_death_signal
+from processes import ExitedEarly, launch, start_retrying, stop_group, tail, wait_until
 
 START_TIMEOUT = 60.0  # seconds; the bucket is ready after 1-1.6 s on a 2-core machine
 BUCKET = "prefect-torch-test"
@@ -156,17 +155,16 @@ class S3Server:
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
-        for attempt in range(3):  # a port taken between picking and binding: pick again
+        def start_once() -> None:  # (a port taken between picking and binding: pick again)
             data = pathlib.Path(tempfile.mkdtemp(prefix="weed-data-", dir=self.tmp_dir))
             self._launch(weed, data, config)
             try:
                 self._wait_until_answering(began + timeout)
-                break
-            except _ExitedEarly as exited:
+            except ExitedEarly:
                 self._kill()
-                if attempt == 2:
-                    raise RuntimeError(f"weed mini exited with code {exited} during start-up (3 tries)\n"
-                                       f"{self.log_tail()}") from None
+                raise
+
+        start_retrying(start_once, self.log_path, "weed mini", retry=lambda log: True)
         self._create_bucket(began + timeout)
         self.startup_seconds = time.monotonic() - began
         return self
@@ -184,34 +182,27 @@ class S3Server:
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-admin.port={admin}", "-admin.ui=false", "-webdav=false",
         ]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n$ {' '.join(args)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                args, cwd=data, env=_clean_env(data), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=parent_death_signal(),
-            )
+        self._proc = launch(args, self.log_path, cwd=data, env=_clean_env(data))
         _running.add(self)
 
     def _wait_until_answering(self, deadline: float) -> None:
         """Poll the S3 port until it answers HTTP (an AccessDenied for an anonymous GET)."""
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise _ExitedEarly(self._proc.returncode)
+        def answering() -> bool:
             try:
                 urllib.request.urlopen(self.endpoint_url + "/", timeout=2).close()
-                return
+                return True
             except urllib.error.HTTPError:
-                return  # 403: the gateway is up and checks signatures
+                return True  # 403: the gateway is up and checks signatures
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"S3 endpoint {self.endpoint_url} did not answer in time\n"
-                                   f"{self.log_tail()}")
-            time.sleep(0.05)
+                return False
+
+        assert self._proc is not None
+        try:
+            wait_until(self._proc, answering, deadline, f"S3 endpoint {self.endpoint_url} did not answer in time", self.log_path,
+                       interval=0.05)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def _create_bucket(self, deadline: float) -> None:
         """Create the bucket and put/delete one object, retrying while the volumes come up."""
@@ -232,20 +223,11 @@ class S3Server:
                 time.sleep(0.2)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"(no log at {self.log_path})"
-        return f"--- last {len(text)} lines of {self.log_path} ---\n" + "\n".join(text)
+        return tail(self.log_path, lines)
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: weed (and nothing else)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        stop_group(proc, graceful=False)  # its own session: weed (and nothing else); data is throw-away
         for port in self._ports:
             for name in _SOCKET_NAMES:
                 for p in (port, port + 10000):
@@ -266,10 +248,6 @@ class S3Server:
 
     def __repr__(self) -> str:
         return f"S3Server({self.endpoint_url or 'not started'}, bucket={self.bucket!r})"
-
-
-class _ExitedEarly(Exception):
-    pass
 
 
 def start_s3_server(tmp_dir: pathlib.Path | str, bucket: str = BUCKET) -> S3Server:

@@ -186,10 +186,12 @@ def test_interpreter_exit_waits_for_a_background_commit(tmp_path):
     from prefect_torch.checkpoint import CheckpointStore
 
     script = """
-import sys
+import sys, time
 from prefect_torch import NeuralNetClassifier
 from prefect_torch.callbacks import Checkpoint
+from prefect_torch.checkpoint.store import set_commit_pause
 from prefect_torch.examples import MyModule, make_data
+set_commit_pause(lambda stage: time.sleep(0.1))  # slow commits: one is still in flight at exit
 cp = Checkpoint(monitor=None, dirname=sys.argv[1], background=True)
 net = NeuralNetClassifier(MyModule, max_epochs=1, verbose=0, callbacks=[cp]).fit(*make_data(100))
 net.history.new_epoch()
@@ -197,7 +199,7 @@ net.history.record("epoch", 2)
 cp.save_model(net)
 print("in flight at exit:", cp.committer_.busy())
 """
-    env = {**os.environ, "PREFECT_TORCH_TEST_COMMIT_DELAY": "0.1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                           timeout=240, env=env)
     assert done.returncode == 0, done.stderr

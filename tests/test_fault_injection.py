@@ -3,7 +3,7 @@
 A training process (``Checkpoint(monitor=None)`` + ``LoadInitState(until_max_epochs=True)``,
 12 epochs) is a real child process, forked from this already warmed-up pytest process (a fork
 starts in milliseconds; a fresh interpreter importing torch takes seconds). The test hook
-``PREFECT_TORCH_TEST_COMMIT_DELAY`` slows every commit down (a sleep after each file, before and
+(``store.set_commit_pause``) slows every commit down (a sleep after each file, before and
 after the manifest replace), so most kills land inside commits. After each SIGKILL the parent
 
 - checks the directory as a new process would find it: the manifest reads without a warning and
@@ -46,7 +46,6 @@ from prefect_torch.checkpoint import store as store_module
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forks a process that already imported torch")
 
-DELAY_ENV = "PREFECT_TORCH_TEST_COMMIT_DELAY"
 MAX_EPOCHS = 12
 COMMIT_PAUSES = 7  # _test_pause calls per commit: 5 files, before and after the manifest replace
 FILES = ("params.pt", "optimizer.pt", "criterion.pt", "history.json", "train_state.pt")
@@ -120,7 +119,7 @@ def _train_child(index: int, dirname: str, data, run_dir: str, delay: float, bac
 
     try:
         torch.set_num_threads(1)  # first: the parent's OpenMP pool (if any) is unusable after fork
-        os.environ[DELAY_ENV] = repr(delay) if delay else ""
+        store_module.set_commit_pause((lambda stage: time.sleep(delay)) if delay else None)
         warnings.resetwarnings()
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, category, *args, **kwargs: log(
@@ -529,7 +528,7 @@ def _stop_child(dirname: str, data, run_dir: str, where: str) -> None:
     """Train 2 epochs, but stop (sleep, to be killed) in the commit of epoch 2 at ``where``. Never returns."""
     try:
         torch.set_num_threads(1)
-        os.environ[DELAY_ENV] = ""
+        store_module.set_commit_pause(None)
         counts: dict[str, int] = {}
 
         def stop_at(point: str, nth: int) -> None:

@@ -13,13 +13,15 @@ from prefect_torch.examples import MyModule
 from prefect_torch.orchestration import ResumeLimitError
 from prefect_torch.orchestration.driver import auto_size
 from prefect_torch.orchestration.fencing import claim_check
-from prefect_torch.orchestration.fit import (
+from prefect_torch.orchestration.fit import resume_callbacks
+from prefect_torch.orchestration.records import checkpoint_record, checkpoint_rows, slug
+from prefect_torch.orchestration.run import (
+    Attempt,
+    TrainingRun,
     default_experiment,
     earlier_attempt_target,
     find_checkpoint,
-    use_resume_policy,
 )
-from prefect_torch.orchestration.records import checkpoint_record, checkpoint_rows, slug
 
 
 def label(run="run-a", attempt=1, experiment="exp"):
@@ -157,31 +159,39 @@ def net_with(*callbacks):
 
 
 def loaders(net):
-    return [(cb.checkpoint, cb.until_max_epochs) for _, cb in net._named_callbacks() if isinstance(cb, LoadInitState)]
+    return [(cb.checkpoint, cb.until_max_epochs) for _, cb in net.callbacks_ if isinstance(cb, LoadInitState)]
 
 
-def test_resume_policies_set_the_nets_load_init_state(tmp_path):
+def use_resume_policy(net, cp, resume):
+    """The net's callbacks while fit_in_flow trains with ``resume``."""
+    run = TrainingRun("exp", "exp", cp, cp.store(), Attempt("run-a", "name-run-a", 1), resume)
+    with resume_callbacks(net, run):
+        return loaders(net)
+
+
+def test_resume_policies_set_the_nets_load_init_state_for_the_call_only(tmp_path):
     cp = Checkpoint(monitor=None, dirname=str(tmp_path))
-    net = net_with(cp)
-    use_resume_policy(net, cp, None)  # none of its own: acts as "latest"
-    assert loaders(net) == [(cp, True)]
-    use_resume_policy(net, cp, "extend")
-    assert loaders(net) == [(cp, False)]
-    use_resume_policy(net, cp, None)  # keeps what the net has
-    assert loaders(net) == [(cp, False)]
-    use_resume_policy(net, cp, "never")
-    assert loaders(net) == []
-    assert [cb for cb in net.callbacks] == [cp]
+    net = net_with(cp).initialize()
+    assert use_resume_policy(net, cp, None) == [(cp, True)]  # none of its own: acts as "latest"
+    assert use_resume_policy(net, cp, "extend") == [(cp, False)]
+    assert use_resume_policy(net, cp, "never") == []
+    assert loaders(net) == [] and net.callbacks == [cp]
+    own = LoadInitState(cp)
+    net = net_with(cp, own).initialize()
+    assert use_resume_policy(net, cp, None) == [(cp, False)]  # keeps what the net has
+    assert use_resume_policy(net, cp, "latest") == [(cp, True)]
+    assert use_resume_policy(net, cp, "never") == []
+    assert loaders(net) == [(cp, False)] and net.callbacks == [cp, own]
 
 
 def test_find_checkpoint_prefers_the_one_loaded_and_explains_what_is_missing(tmp_path):
     cp_a, cp_b = Checkpoint(dirname=str(tmp_path / "a")), Checkpoint(dirname=str(tmp_path / "b"))
-    assert find_checkpoint(net_with(cp_a, TrainEndCheckpoint(dirname=str(tmp_path)))) is cp_a
-    assert find_checkpoint(net_with(cp_a, cp_b, LoadInitState(cp_b))) is cp_b
+    assert find_checkpoint(net_with(cp_a, TrainEndCheckpoint(dirname=str(tmp_path))).initialize()) is cp_a
+    assert find_checkpoint(net_with(cp_a, cp_b, LoadInitState(cp_b)).initialize()) is cp_b
     with pytest.raises(ValueError, match="pass the one to resume from"):
-        find_checkpoint(net_with(cp_a, cp_b))
+        find_checkpoint(net_with(cp_a, cp_b).initialize())
     with pytest.raises(ValueError, match=r"add Checkpoint\(monitor=None, dirname=...\).*TrainEndCheckpoint saves only"):
-        find_checkpoint(net_with(TrainEndCheckpoint(dirname=str(tmp_path))))
+        find_checkpoint(net_with(TrainEndCheckpoint(dirname=str(tmp_path))).initialize())
 
 
 def test_default_experiment_and_artifact_keys(tmp_path):

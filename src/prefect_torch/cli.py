@@ -27,11 +27,10 @@ import sys
 import warnings
 from typing import Any, NamedTuple, Sequence
 
-from .checkpoint import CheckpointFallbackWarning, CheckpointStore, Manifest, Version, open_location
+from .checkpoint import CheckpointFallbackWarning, CheckpointStore, Manifest, open_location
 from .checkpoint.errors import DamagedEntryError
 from .checkpoint.manifest import MANIFEST_SUFFIX, check_prefix
-
-HIDDEN_METRICS = ("dur", "checkpoint_errors", "train_batch_count", "valid_batch_count")
+from .reporting import describe, human_size, metric_names_of
 
 
 def find_series(directory: str) -> list[str]:
@@ -49,44 +48,8 @@ def _plain_prefix(prefix: str) -> bool:
     return True
 
 
-def describe(store: CheckpointStore, manifest: Manifest, verify: bool) -> list[dict[str, Any]]:
-    """One record per version: id, epoch, metrics, size, marks, time, check result."""
-    rows = []
-    for version in sorted(manifest.versions, key=lambda v: v.id):
-        problems = store.problems(version) if verify else None
-        rows.append({
-            "version": version.id,
-            "epoch": version.epoch,
-            "metrics": version.metrics,
-            "size": version.size,
-            "current": version.id == manifest.current,
-            "best": version.id == manifest.best,
-            "time": version.time,
-            "folder": store.location.url(version.folder),
-            "verified": None if problems is None else not problems,
-            "problems": problems or [],
-        })
-    return rows
-
-
-def _metric_names(versions: list[Version]) -> list[str]:
-    names = {k for v in versions for k in v.metrics if k not in HIDDEN_METRICS and not k.startswith("event_")}
-    preferred = [n for n in ("train_loss", "valid_loss") if n in names]
-    return preferred + sorted(names - set(preferred))
-
-
-def human_size(n: int) -> str:
-    """``1300`` -> ``'1.3 kB'``."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def _table(manifest: Manifest, rows: list[dict[str, Any]]) -> str:
-    metrics = _metric_names(manifest.versions)
+    metrics = metric_names_of(v.metrics for v in manifest.versions)
     header = ["version", "epoch", *metrics, "size", "written (UTC)", "marks", "check"]
     body = []
     for row in rows:

@@ -739,7 +739,6 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
         self._check_trainable()
         if not getattr(self, "initialized_", False):
             self.initialize()
-        self.epoch_limit_: int | None = None  # callbacks may cap the epochs (LoadInitState(until_max_epochs))
         self.notify("on_train_begin", X=X, y=y)
         try:
             self.fit_loop(X, y, **fit_params)
@@ -747,6 +746,14 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
             pass
         self.notify("on_train_end", X=X, y=y)
         return self
+
+    def epoch_limit(self) -> int | None:
+        """The epoch training must not go beyond, as the callbacks' ``epoch_limit(net)`` hooks
+        answer it (the smallest; ``None`` when none has one), e.g. a
+        ``LoadInitState(until_max_epochs=True)`` stops at ``max_epochs`` in all."""
+        limits = [limit for _, cb in getattr(self, "callbacks_", [])
+                  if (limit := getattr(cb, "epoch_limit", lambda net: None)(self)) is not None]
+        return min(limits, default=None)
 
     def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> "NeuralNet":
         self.check_data(X, y)
@@ -757,7 +764,7 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
         epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
         iterator_train = self.get_iterator(dataset_train, training=True)
         iterator_valid = None if dataset_valid is None else self.get_iterator(dataset_valid)
-        limit = getattr(self, "epoch_limit_", None)
+        limit = self.epoch_limit()
         if limit is not None:
             epochs = max(0, min(epochs, limit - len(self.history)))
 

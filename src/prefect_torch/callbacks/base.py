@@ -61,6 +61,11 @@ class Callback:
         """After ``backward()``, before the optimizer step (e.g. to clip gradients); kwargs:
         ``batch``, ``training``."""
 
+    def epoch_limit(self, net: Any) -> int | None:
+        """The epoch (counted over the whole history) training must not go beyond, or ``None``
+        for no limit; asked once per ``fit``, after ``on_train_begin``."""
+        return None
+
     # -- resume ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What the callback learned that a resumed run needs (tensors and plain data only);

@@ -70,21 +70,70 @@ class _SavesFiles(Callback):
 class Checkpoint(_SavesFiles):
     """Saves the net when ``monitor`` says so (default: when ``valid_loss`` improves).
 
-    ``monitor`` is a history key holding a bool (``'valid_loss_best'``), a callable
-    ``monitor(net) -> bool``, or ``None`` for every epoch. File names may be format strings
-    such as ``'params_{last_epoch[epoch]}.pt'``; ``fn_prefix`` goes in front of each. Beyond
-    skorch: ``f_train_state`` (RNGs and callback state), ``keep_last`` versions are kept (plus
-    the current and best; ``None`` keeps all), ``background=True`` writes on a thread while
-    training goes on, ``dirname`` may be an fsspec URL (``s3://bucket/run``) with
-    ``storage_options`` for its file system. A failed save is reported as a
-    :class:`~prefect_torch.checkpoint.CheckpointSaveWarning` (and to ``sink``), counted in the
-    history as ``checkpoint_errors``, and training goes on.
+    With a ``dirname`` and relative file names (the usual case), each save is a verified,
+    atomically committed version of the directory (see :mod:`prefect_torch.checkpoint`); the
+    plain skorch-named files at its root always hold the current version. A failed save is a
+    :class:`~prefect_torch.checkpoint.CheckpointSaveWarning` (and a line to ``sink``), counted in
+    the history as ``checkpoint_errors``, and training goes on.
 
-    ``skip_non_finite=True`` (the default) never saves an epoch whose ``train_loss`` or
-    ``valid_loss`` is NaN or infinite: weights that diverged would become the version every
-    resume continues from. The epoch is recorded in the history as ``checkpoint_skipped`` (the
-    reason, e.g. ``'train_loss is nan'``) with a ``CheckpointSaveWarning``, and the previous
-    version stays current. ``skip_non_finite=False`` saves such epochs like any other.
+    Parameters
+    ----------
+    monitor : str, callable or None, default="valid_loss_best"
+        When to save: a history key holding a bool (``"valid_loss_best"``), a callable
+        ``monitor(net) -> bool``, or ``None`` for every epoch (what resuming needs).
+    f_params, f_optimizer, f_criterion : str, file object or None
+        Files for the module's, optimizer's and criterion's ``state_dict`` (``torch.save``);
+        ``None`` skips one. Names may be format strings such as
+        ``"params_{last_epoch[epoch]}.pt"`` (``last_epoch``, ``last_batch``, ``net``).
+    f_history : str or None, default="history.json"
+        The history as JSON.
+    f_pickle : str or None, default=None
+        The whole net pickled (off by default: a pickle runs code when loaded).
+    fn_prefix : str, default=""
+        Put in front of every file name (and of the store's manifest): several series may
+        share one directory.
+    dirname : str or path, default=""
+        The directory, or an fsspec URL such as ``"s3://bucket/run"``.
+    event_name : str or None, default="event_cp"
+        The history key recording, per epoch, whether a checkpoint was saved (``None``: none).
+    sink : callable, default=noop
+        Where messages go (e.g. ``print``); silent by default.
+    load_best : bool, default=False
+        Load the best checkpoint back into the net when training ends.
+    use_safetensors : bool, default=False
+        Write the state dicts of the module and criterion with safetensors instead of
+        ``torch.save`` (``pip install 'prefect-torch[safetensors]'``); as in skorch, an optimizer's
+        state cannot be stored that way, so ``f_optimizer`` must be ``None``. The train state
+        stays a ``torch.save`` file.
+    f_train_state : str or None, default="train_state.pt"
+        Random generators and callback state, for a bit-exact resume.
+    keep_last : int or None, default=3
+        Versions kept after each commit, besides the current and the best (``None``: all).
+    background : bool, default=False
+        Write on a helper thread while training goes on (one commit in flight at a time).
+    storage_options : dict or None, default=None
+        Options of the fsspec file system of ``dirname``. Credentials (at any depth) are masked
+        in every repr and message, and left out of ``f_pickle`` files.
+    skip_non_finite : bool, default=True
+        Never save an epoch whose ``train_loss`` or ``valid_loss`` is NaN or infinite: weights
+        that diverged would become the version every resume continues from. The epoch is
+        recorded in the history as ``checkpoint_skipped`` (the reason, e.g.
+        ``'train_loss is nan'``) with a ``CheckpointSaveWarning``, and the previous version
+        stays current. ``False`` saves such epochs like any other.
+    **kwargs
+        ``f_<part>`` files of further parts of a custom net (``f_mymodule="mymodule.pt"``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule, make_data
+    >>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp(), keep_last=2)
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=4, verbose=0, callbacks=[cp]).fit(*make_data(100))
+    >>> [v.epoch for v in cp.store().read_manifest().versions], cp.store().latest_verified().epoch
+    ([3, 4], 4)
+
+    A diverging epoch is not saved (``skip_non_finite=True``):
 
     >>> import math, tempfile
     >>> from prefect_torch import NeuralNetClassifier
@@ -569,8 +618,10 @@ class LoadInitState(Callback):
         if state is not None:
             self.loaded_epoch_ = len(net.history)
             self._pending_state = state or None
-        if self.until_max_epochs:
-            net.epoch_limit_ = net.max_epochs
+
+    def epoch_limit(self, net: Any) -> int | None:
+        """With ``until_max_epochs``, the loaded epochs count towards ``max_epochs``."""
+        return net.max_epochs if self.until_max_epochs else None
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
         # generators and callback state go back only now: the other callbacks' on_train_begin

@@ -79,11 +79,33 @@ class PendingFile(NamedTuple):
     write: WriteFn
 
 
+CommitPause = Callable[[str], None]
+_commit_pause: CommitPause | None = None
+
+
+def set_commit_pause(pause: CommitPause | None) -> CommitPause | None:
+    """Install ``pause(stage)``, called inside every commit of this process after each file
+    (``"file"``), before and after the manifest replace (``"before-manifest"``,
+    ``"after-manifest"``): fault-injection tests slow commits down or stop in them there.
+    ``None`` removes it (the default: commits call nothing). Returns the previous one.
+
+    >>> stages = []
+    >>> previous = set_commit_pause(stages.append)
+    >>> import tempfile, torch
+    >>> _ = CheckpointStore(tempfile.mkdtemp()).commit(
+    ...     [PendingFile("params.pt", "f_params", lambda f: torch.save({}, f))], epoch=1)
+    >>> stages, set_commit_pause(previous) is not None
+    (['file', 'before-manifest', 'after-manifest'], True)
+    """
+    global _commit_pause
+    previous, _commit_pause = _commit_pause, pause
+    return previous
+
+
 def _test_pause(stage: str) -> None:
-    """Slow commits down for fault-injection tests (``PREFECT_TORCH_TEST_COMMIT_DELAY`` seconds)."""
-    delay = float(os.environ.get("PREFECT_TORCH_TEST_COMMIT_DELAY") or 0)
-    if delay:
-        time.sleep(delay)
+    """The installed commit pause, if any (see :func:`set_commit_pause`)."""
+    if _commit_pause is not None:
+        _commit_pause(stage)
 
 
 class CheckpointStore:

@@ -21,6 +21,9 @@ only part of prefect-torch that imports Prefect.
 from .fencing import ResumeLimitError
 from .fit import fit_in_flow
 from .flows import train_flow
+from .run import Attempt, TrainingRun, plan_run
+from .signals import TrainingInterrupted
 from .sweep import sweep_flow
 
-__all__ = ["fit_in_flow", "train_flow", "sweep_flow", "ResumeLimitError"]
+__all__ = ["fit_in_flow", "train_flow", "sweep_flow", "ResumeLimitError", "TrainingInterrupted", "TrainingRun",
+           "Attempt", "plan_run"]

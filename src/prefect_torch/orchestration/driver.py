@@ -22,11 +22,14 @@ from prefect.cache_policies import NO_CACHE
 from .. import train_state
 from ..callbacks.checkpoint import load_checkpoint
 from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
+from ..exceptions import StopTraining
 from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
-from .fencing import ResumeLimitError, claim_check
+from .fencing import ResumeLimitError, claim_check, mark_taken_over
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
+from .run import TrainingRun
+from .signals import InterruptRequests, StopRequested
 
 AUTO_OVERHEAD = 0.05  # with epochs_per_task="auto", Prefect's share of the time to aim for
 TASK_COST = 0.05  # seconds a task run costs at least beyond its epochs: ~10 ms here, ~35 ms of server
@@ -51,22 +54,23 @@ class EpochRun:
     """The state of one fit driven as tasks: what a retry restores, what records report."""
 
     def __init__(self, net: Any, one_epoch: Callable[[], None], checkpoint: Any, store: CheckpointStore,
-                 start: dict | None):
+                 start: dict | None, stop_requested: Callable[[], bool] = lambda: False):
         self.net, self.one_epoch, self.checkpoint, self.store = net, one_epoch, checkpoint, store
+        self.stop_requested = stop_requested  # a signal asked to stop: no new epoch begins
         self.start = start  # snapshot to restore before anything of this run is committed
         self.interrupted = False  # the last task ended with an exception
         self.manifest: Manifest | None = None  # as the last task left it
 
     def train_through(self, last: int) -> dict[str, Any]:
-        net = self.net
+        net, entered = self.net, time.perf_counter()
         if self.interrupted:
             self.restore()
         self.interrupted = True
         first, began, stopped = len(net.history) + 1, time.perf_counter(), False
         try:
-            while len(net.history) < last:
+            while len(net.history) < last and not self.stop_requested():
                 self.one_epoch()
-        except KeyboardInterrupt:  # EarlyStopping (or Ctrl+C): training ends, the net is kept
+        except StopTraining:  # EarlyStopping: training ends, the net is kept
             stopped = True
         self.interrupted = False
         seconds = time.perf_counter() - began
@@ -76,7 +80,8 @@ class EpochRun:
             self.start = None  # this run's own commit is the restore point from now on
         return {"epochs": [first, len(net.history)], "seconds": round(seconds, 6), "stopped": stopped,
                 "metrics": epoch_metrics(net.history[-1]) if len(net.history) else {},
-                "checkpoint": checkpoint_record(self.store, manifest)}
+                "checkpoint": checkpoint_record(self.store, manifest),
+                "task_seconds": round(time.perf_counter() - entered, 6)}
 
     def restore(self) -> None:
         """Undo a failed task: back to the last commit, or to the start before there is one."""
@@ -92,43 +97,47 @@ class EpochRun:
 class TaskDriver:
     """Drives a fit's epochs as :func:`train_epochs` task runs (an ``epochs.EpochDriver``)."""
 
-    def __init__(self, checkpoint: Any, label: dict[str, Any], key: str, epochs_per_task: int | str = 1,
-                 task_retries: int = 0, retry_delay_seconds: float = 0, max_resumes: int = 3,
-                 stop_at: int | None = None, artifacts: bool = True):
-        if epochs_per_task != "auto" and not (isinstance(epochs_per_task, int) and epochs_per_task >= 1):
-            raise ValueError(f"epochs_per_task={epochs_per_task!r}: use a whole number >= 1, or 'auto' to "
-                             "group short epochs so Prefect's per-task cost stays small")
-        self.checkpoint, self.label, self.key = checkpoint, label, key
-        self.epochs_per_task, self.max_resumes, self.stop_at, self.artifacts = (
-            epochs_per_task, max_resumes, stop_at, artifacts)
-        self.task = train_epochs.with_options(retries=task_retries, retry_delay_seconds=retry_delay_seconds)
+    def __init__(self, run: TrainingRun):
+        self.run = run
+        self.task = train_epochs.with_options(retries=run.task_retries, retry_delay_seconds=run.retry_delay_seconds)
         self.records: list[dict[str, Any]] = []
+        self.close_seconds = 0.0  # the artifacts' final flush, when training ended
+        self.interrupts = InterruptRequests()  # fit_in_flow installs them around the fit
 
     def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
-        store = self.checkpoint.store()
+        run, store = self.run, self.run.store
         start_epoch = len(net.history)
-        target = start_epoch + epochs if self.stop_at is None else min(start_epoch + epochs, self.stop_at)
-        before = store.claim({**self.label, "target": target}, claim_check(self.label, self.max_resumes))
+        target = start_epoch + epochs if run.stop_at is None else min(start_epoch + epochs, run.stop_at)
+        before = store.claim({**run.label, "target": target}, claim_check(run.label, run.max_resumes))
+        mark_taken_over(before, run.label)
         loaded = before.version(before.current)
         start = None if loaded is not None and loaded.epoch == start_epoch else train_state.snapshot(net)
-        run = EpochRun(net, one_epoch, self.checkpoint, store, start)
-        publisher = ArtifactPublisher(self.label["experiment"], self.key, store) if self.artifacts else None
+        epochs_run = EpochRun(net, one_epoch, run.checkpoint, store, start,
+                              stop_requested=lambda: self.interrupts.requested is not None)
+        publisher = ArtifactPublisher(run.experiment, run.key, store) if run.artifacts else None
         if publisher is not None:
             publisher.start(before if before.versions else None, start_epoch, target)
         try:
             with print_log_to_run_logs(net):  # the callbacks exist now: fit initialized them
-                self._run_tasks(run, target, publisher)
+                self._run_tasks(epochs_run, target, publisher)
         finally:
             if publisher is not None:
-                self.checkpoint.wait()
+                run.checkpoint.wait()
+                closing = time.perf_counter()
                 publisher.close(store.read_manifest(), len(net.history), target)
+                self.close_seconds = time.perf_counter() - closing
 
     def _run_tasks(self, run: EpochRun, target: int, publisher: ArtifactPublisher | None) -> None:
         """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""
         net = run.net  # (its history is replaced when a retry restores a checkpoint: never keep it)
-        size = self.epochs_per_task if isinstance(self.epochs_per_task, int) else 1
+        per_task = self.run.epochs_per_task
+        size = per_task if isinstance(per_task, int) else 1
         overheads: list[float] = []
         while len(net.history) < target:
+            if self.interrupts.requested:
+                run.checkpoint.wait()  # the last epoch's commit ends before training stops
+                self.interrupts.acted_on()
+                raise StopRequested(self.interrupts.requested)
             first = len(net.history) + 1
             last = min(target, first + size - 1)
             began = time.perf_counter()
@@ -137,8 +146,8 @@ class TaskDriver:
             if publisher is not None:
                 publisher.update(run.manifest, len(net.history), target)
             if record["stopped"]:
-                raise KeyboardInterrupt  # the net's fit ends training as it does for EarlyStopping
-            if self.epochs_per_task == "auto":
+                raise StopTraining  # the net's fit ends training as it does for EarlyStopping
+            if per_task == "auto":
                 overheads.append(time.perf_counter() - began - record["seconds"])
                 size = auto_size(self.records, overheads)
 

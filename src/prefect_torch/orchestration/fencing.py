@@ -13,36 +13,37 @@ and attempt (``run_count``). The rules, checked under the directory's lock:
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from typing import Any, Callable
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext
 
 from ..checkpoint import CheckpointConflictError, Manifest
 
+log = logging.getLogger("prefect_torch.orchestration")
 _FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 class ResumeLimitError(RuntimeError):
-    """An experiment's runs keep failing from the same checkpoint; automatic resumes stop."""
+    """An experiment's runs keep failing from the same checkpoint; automatic resumes stop.
 
+    Raised by :func:`~prefect_torch.orchestration.fit_in_flow` before training when
+    ``max_resumes`` attempts in a row started from the current checkpoint and never finished;
+    the message names those flow runs. Run again with a higher ``max_resumes`` once the cause
+    is fixed. Epoch tasks are not retried on it.
 
-def attempt_label(experiment: str) -> dict[str, Any]:
-    """This flow run and attempt, as recorded in the manifest by its claim."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        raise RuntimeError("fit_in_flow runs inside a Prefect flow: call it from a function decorated "
-                           "with @flow (outside flows, call net.fit)")
-    run = context.flow_run
-    return {"experiment": experiment, "flow_run_id": str(run.id), "flow_run_name": run.name,
-            "run_count": run.run_count}
+    >>> issubclass(ResumeLimitError, RuntimeError)
+    True
+    """
 
 
 def claim_check(label: dict[str, Any], max_resumes: int,
                 is_alive: Callable[[dict[str, Any]], str | None] | None = None) -> Callable[[Manifest], None]:
-    """The check :meth:`CheckpointStore.claim` runs for ``label`` (see the module's rules)."""
+    """The check :meth:`CheckpointStore.claim` runs for ``label`` (a run's
+    :attr:`~.run.TrainingRun.label`; see the module's rules)."""
     is_alive = is_alive or claimant_alive
 
     def check(manifest: Manifest) -> None:
@@ -75,6 +76,36 @@ def claim_check(label: dict[str, Any], max_resumes: int,
                 "cause, then run again with a higher max_resumes.")
 
     return check
+
+
+def mark_taken_over(before: Manifest, label: dict[str, Any]) -> str | None:
+    """After ``label``'s run claimed a directory (``before``: the manifest as it was), mark the
+    flow run it took over from **Crashed** in Prefect when that run's process is gone from
+    this host but Prefect still shows it unfinished (a SIGKILL, a lost machine's restart):
+    the UI then stops showing it Running, and says who took over. Returns the id of the run
+    marked, if any; a failing API only logs a warning."""
+    holder = before.claims[-1] if before.claims else None
+    if (holder is None or holder.get("finished") or not holder.get("flow_run_id")
+            or holder.get("flow_run_id") == label["flow_run_id"]
+            or holder.get("host") != platform.node() or _process_exists(holder.get("pid"))):
+        return None
+    from prefect.states import Crashed
+
+    run_id = str(holder["flow_run_id"])
+    message = (f"the process of this flow run (pid {holder.get('pid')} on {holder.get('host')}) is gone; flow run "
+               f"{label['flow_run_name']!r} ({label['flow_run_id']}) took over experiment "
+               f"{label['experiment']!r} from its last commit (epoch {before.current_epoch})")
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+            if (run.state is not None and run.state.is_final()) or run.run_count > holder.get("run_count", 0):
+                return None  # it ended, or a newer attempt of it runs: nothing to correct
+            client.set_flow_run_state(UUID(run_id), Crashed(message=message), force=True)
+    except Exception as error:  # another server, gone, or no id: the manifest still tells the story
+        log.warning("could not mark flow run %s Crashed: %s: %s", run_id, type(error).__name__, error)
+        return None
+    log.warning("flow run %s (%s) is marked Crashed: %s", holder.get("flow_run_name"), run_id, message)
+    return run_id
 
 
 def newer_attempt(manifest: Manifest | None, label: dict[str, Any]) -> int | None:

@@ -1,22 +1,27 @@
 """``fit_in_flow``: train a net inside a Prefect flow, epochs as task runs, resuming by itself."""
 from __future__ import annotations
 
-import os
-from typing import Any
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+from uuid import UUID
 
 from prefect.exceptions import Abort
 
-from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+from ..callbacks import Checkpoint, LoadInitState
 from ..checkpoint import CheckpointConflictError
 from ..epochs import driving_epochs
+from ..net import NeuralNet
 from .driver import TaskDriver
-from .fencing import attempt_label, newer_attempt
-from .records import checkpoint_record, slug
+from .fencing import newer_attempt
+from .records import checkpoint_record
+from .run import Attempt, TrainingRun, check_epochs_per_task, check_resume, plan_run
+from .signals import StopRequested, TrainingInterrupted
 
-RESUME_POLICIES = ("latest", "extend", "never")
+log = logging.getLogger("prefect_torch.orchestration")
 
 
-def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
+def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
                 checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
                 retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
                 **fit_params: Any) -> dict[str, Any]:
@@ -24,131 +29,165 @@ def fit_in_flow(net: Any, X: Any, y: Any = None, *, experiment: str | None = Non
     task run, the net's :class:`~prefect_torch.callbacks.Checkpoint` commits inside it, and the
     run resumes from the last commit after a failure, a retry or a crash.
 
-    - ``experiment``: the stable name of this training across runs and attempts (default: the
-      checkpoint directory's name); artifacts are keyed by it.
-    - ``resume``: ``"latest"`` continues from the current checkpoint up to ``max_epochs`` in all
-      (a finished experiment does nothing), ``"extend"`` trains ``max_epochs`` more, ``"never"``
-      starts over (an attempt of the same flow run still resumes its own progress). ``None``
-      keeps the net's own :class:`~prefect_torch.callbacks.LoadInitState`, or acts as
-      ``"latest"`` if it has none. The net's callbacks are set accordingly.
-    - ``task_retries``: retries of a failed epoch task, each restoring the last commit first.
-    - ``max_resumes``: attempts in a row that may start from the same checkpoint and fail
-      before the experiment is considered stuck.
-    - ``artifacts``: the checkpoints table, summary and progress in the Prefect UI.
+    The net is set up first (as ``net.fit`` does), so its routed parameters
+    (``callbacks__checkpoint__dirname=...``) decide where it checkpoints; then one
+    :class:`~prefect_torch.orchestration.TrainingRun` holds every decision of the call. The net
+    is left as it was given: what this adds (a :class:`~prefect_torch.callbacks.LoadInitState`,
+    the run-log sinks) exists for the call only. The first Ctrl+C or SIGTERM stops training after
+    the epoch in progress commits and ends the flow run Cancelled
+    (:class:`~prefect_torch.orchestration.TrainingInterrupted`); a second one acts at once.
 
-    Returns the training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
-    ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size, metrics),
-    ``flow_run_id``, ``attempt``, ``tasks``.
+    Parameters
+    ----------
+    net : NeuralNet
+        The net to train; it needs a ``Checkpoint`` that writes a directory
+        (``Checkpoint(monitor=None, dirname=...)`` loses at most one epoch on a crash).
+    X, y
+        The training data, as for ``net.fit``.
+    experiment : str or None, default=None
+        The stable name of this training across runs and attempts; artifacts are keyed by it.
+        Default: the checkpoint directory's name (the directory training really writes).
+    resume : {"latest", "extend", "never"} or None, default=None
+        ``"latest"`` continues from the current checkpoint up to ``max_epochs`` in all (a
+        finished experiment does nothing), ``"extend"`` trains ``max_epochs`` more, ``"never"``
+        starts over (an attempt of the same flow run still resumes its own progress). ``None``
+        keeps the net's own ``LoadInitState``, or acts as ``"latest"`` if it has none.
+    checkpoint : Checkpoint or None, default=None
+        Which of the net's ``Checkpoint`` callbacks to resume from, when it has several.
+    epochs_per_task : int or "auto", default=1
+        Epochs per task run; ``"auto"`` groups short epochs so Prefect's share stays near 5%.
+    task_retries : int, default=0
+        Retries of a failed epoch task, each restoring the last commit first.
+    retry_delay_seconds : float, default=0
+        Seconds Prefect waits before each of those retries.
+    max_resumes : int, default=3
+        Attempts in a row that may start from the same checkpoint and fail before the
+        experiment is considered stuck (:class:`~prefect_torch.orchestration.ResumeLimitError`).
+    artifacts : bool, default=True
+        Keep the checkpoints table, summary and progress up to date in the Prefect UI.
+    **fit_params
+        Passed on to the net's ``fit`` (e.g. ``groups``).
 
+    Returns
+    -------
+    dict
+        The training record (JSON): ``experiment``, ``checkpoint_dir``, ``epoch``,
+        ``trained_epochs``, ``current`` and ``best`` (epoch, version, uri, sha256, size,
+        metrics), ``flow_run_id``, ``attempt``, ``tasks`` (their number), and ``timings``:
+        ``task_seconds`` (the time inside each task run's body: its epochs and their commits)
+        and ``close_seconds`` (the artifacts' final update when training ended).
+
+    Raises
+    ------
+    TrainingInterrupted
+        After a signal stopped training (the flow run is then Cancelled); ``.record`` is the
+        record above with ``interrupted``: ``{"signal": ..., "epoch": ...}``.
+
+    Examples
+    --------
+    >>> import tempfile
     >>> from prefect import flow
     >>> from prefect_torch import NeuralNetClassifier
     >>> from prefect_torch.examples import MyModule, make_data
     >>> @flow
     ... def train(dirname: str) -> dict:
-    ...     net = NeuralNetClassifier(MyModule, max_epochs=5, callbacks=[Checkpoint(monitor=None, dirname=dirname)])
-    ...     return fit_in_flow(net, *make_data(), experiment="demo")
-    >>> train("checkpoints/demo")["current"]["epoch"]    # doctest: +SKIP
-    5
+    ...     net = NeuralNetClassifier(MyModule, max_epochs=3, verbose=0,
+    ...                               callbacks=[Checkpoint(monitor=None, dirname=dirname)])
+    ...     return fit_in_flow(net, *make_data(100), experiment="demo", artifacts=False)
+    >>> record = train(tempfile.mkdtemp())     # doctest: +SKIP
+    >>> record["trained_epochs"], record["current"]["epoch"]     # doctest: +SKIP
+    ([1, 3], 3)
     """
-    if resume is not None and resume not in RESUME_POLICIES:
-        raise ValueError(f"resume={resume!r}: use one of {', '.join(map(repr, RESUME_POLICIES))}, or None")
-    checkpoint = checkpoint or find_checkpoint(net)
-    experiment = experiment or default_experiment(checkpoint)
-    label = attempt_label(experiment)
-    manifest = checkpoint.store().read_manifest()
-    use_resume_policy(net, checkpoint, own_progress_policy(manifest, label, resume))
-    driver = TaskDriver(checkpoint, label, slug(experiment), epochs_per_task=epochs_per_task,
-                        task_retries=task_retries, retry_delay_seconds=retry_delay_seconds,
-                        max_resumes=max_resumes, stop_at=earlier_attempt_target(manifest, label),
-                        artifacts=artifacts)
+    check_resume(resume)  # the arguments first, before anything touches the net
+    check_epochs_per_task(epochs_per_task)
+    attempt = Attempt.current()
+    if not (net.warm_start and getattr(net, "initialized_", False)):
+        net.initialize()  # what net.fit does first: routed parameters (callbacks__x__dirname) take effect
+    run = plan_run(net, attempt, experiment=experiment, resume=resume, checkpoint=checkpoint,
+                   epochs_per_task=epochs_per_task, task_retries=task_retries,
+                   retry_delay_seconds=retry_delay_seconds, max_resumes=max_resumes, artifacts=artifacts)
+    driver = TaskDriver(run)
     try:
-        with driving_epochs(driver):
-            net.fit(X, y, **fit_params)
+        with resume_callbacks(net, run), driver.interrupts, driving_epochs(driver):
+            net.partial_fit(X, y, **fit_params)  # net.fit without a second initialize
+    except StopRequested as stop:
+        run.store.release()  # a clean stop: the next run need not wait for this one
+        raise interrupted(run, {**training_record(run, net, driver.records, driver.close_seconds),
+                                "interrupted": {"signal": stop.signal, "epoch": len(net.history)}}) from None
     except CheckpointConflictError as error:
-        newer = newer_attempt(checkpoint.store().read_manifest(), label)
+        newer = newer_attempt(run.store.read_manifest(), run.label)
         if newer is None:
             raise
         # Prefect runs this flow run twice; the newer attempt owns it, its state included: stop
         # without reporting one (what the engine does when the server aborts an attempt)
-        raise Abort(f"attempt {label['run_count']} of flow run {label['flow_run_name']!r} stops: attempt "
-                    f"{newer} of the same run took over experiment {experiment!r}; nothing more is "
+        raise Abort(f"attempt {attempt.run_count} of flow run {attempt.flow_run_name!r} stops: attempt "
+                    f"{newer} of the same run took over experiment {run.experiment!r}; nothing more is "
                     "committed by this attempt, and the run's state is the newer attempt's") from error
-    checkpoint.store().release()
-    return training_record(net, checkpoint.store(), driver.records, label)
+    run.store.release()
+    return training_record(run, net, driver.records, driver.close_seconds)
 
 
-def training_record(net: Any, store: Any, tasks: list[dict[str, Any]], label: dict[str, Any]) -> dict[str, Any]:
+def training_record(run: TrainingRun, net: NeuralNet, tasks: list[dict[str, Any]], close_seconds: float = 0.0
+                    ) -> dict[str, Any]:
     """What :func:`fit_in_flow` returns (see there), from the store's manifest and the task records."""
-    manifest = store.read_manifest()
+    manifest = run.store.read_manifest()
     trained = [r["epochs"] for r in tasks if r["epochs"][1] >= r["epochs"][0]]
     return {
-        "experiment": label["experiment"],
-        "checkpoint_dir": store.url,
+        "experiment": run.experiment,
+        "checkpoint_dir": run.store.url,
         "epoch": len(net.history),
         "trained_epochs": [trained[0][0], trained[-1][1]] if trained else [],
-        "current": checkpoint_record(store, manifest),
-        "best": checkpoint_record(store, manifest, "best"),
-        "flow_run_id": label["flow_run_id"],
-        "attempt": label["run_count"],
+        "current": checkpoint_record(run.store, manifest),
+        "best": checkpoint_record(run.store, manifest, "best"),
+        "flow_run_id": run.attempt.flow_run_id,
+        "attempt": run.attempt.run_count,
         "tasks": len(tasks),
+        "timings": {"task_seconds": [r["task_seconds"] for r in tasks], "close_seconds": round(close_seconds, 6)},
     }
 
 
-def own_progress_policy(manifest: Any, label: dict[str, Any], resume: str | None) -> str | None:
-    """``resume``, except that ``"never"`` resumes what an earlier attempt of this same flow run
-    committed (a retry finishes its own training; it never picks up another run's)."""
-    current = manifest.version(manifest.current) if manifest else None
-    own = current is not None and current.writer.get("flow_run_id") == label["flow_run_id"]
-    return "latest" if resume == "never" and own else resume
+def interrupted(run: TrainingRun, record: dict[str, Any]) -> TrainingInterrupted:
+    """End the flow run Cancelled, saying why and where training stopped; the error to raise."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    current, stop = record["current"], record["interrupted"]
+    where = (f"after the commit of epoch {current['epoch']} (version {current['version']}), which a re-run "
+             "resumes from" if current else "before any commit; a re-run starts from the beginning")
+    message = (f"experiment {run.experiment!r}: interrupted by {stop['signal']} at epoch {stop['epoch']}; "
+               f"training stopped {where}")
+    error = TrainingInterrupted(message, record)
+    try:
+        with get_client(sync_client=True) as client:
+            result: Any = client.set_flow_run_state(UUID(run.attempt.flow_run_id), Cancelled(message=message),
+                                                    force=True)
+        error.state = result.state  # type: ignore[attr-defined]  # what the engine then reports as final
+    except Exception as failure:  # the server is gone: the engine reports the run as it can
+        log.warning("could not mark flow run %s Cancelled: %s: %s", run.attempt.flow_run_name,
+                    type(failure).__name__, failure)
+    return error
 
 
-def find_checkpoint(net: Any) -> Checkpoint:
-    """The net's :class:`Checkpoint` that writes a versioned directory (the one a
-    :class:`LoadInitState` loads, if there are several)."""
-    callbacks = [cb for _, cb in net._named_callbacks() if not isinstance(cb, type)]
-    found = [cb for cb in callbacks if isinstance(cb, Checkpoint) and cb.uses_store()]
-    loaded = [cb.checkpoint for cb in callbacks if isinstance(cb, LoadInitState)]
-    preferred = [cb for cb in found if any(cb is other for other in loaded)]
-    if len(preferred) == 1 or len(found) == 1:
-        return (preferred or found)[0]
-    if not found:
-        hint = (" (a TrainEndCheckpoint saves only when training ends, too late to resume from)"
-                if any(isinstance(cb, TrainEndCheckpoint) for cb in callbacks) else "")
-        raise ValueError("fit_in_flow needs the net to checkpoint as it trains: add "
-                         "Checkpoint(monitor=None, dirname=...) to its callbacks, so a resumed run loses at "
-                         f"most one epoch{hint}")
-    raise ValueError(f"the net has {len(found)} Checkpoint callbacks; pass the one to resume from as "
-                     "fit_in_flow(..., checkpoint=...)")
-
-
-def default_experiment(checkpoint: Checkpoint) -> str:
-    """The checkpoint directory's name (and ``fn_prefix``), e.g. ``'exp1'`` for ``dirname='runs/exp1'``."""
-    dirname = os.fspath(checkpoint.dirname or ".").rstrip("/")
-    name = os.path.basename(dirname if "://" in dirname else os.path.abspath(dirname))
-    return f"{name}-{checkpoint.fn_prefix.strip('_-')}" if checkpoint.fn_prefix.strip("_-") else name
-
-
-def earlier_attempt_target(manifest: Any, label: dict[str, Any]) -> int | None:
-    """The epoch an earlier attempt of this same flow run trained towards (it finishes that, no more)."""
-    for claim in reversed(getattr(manifest, "claims", None) or []):
-        if claim.get("flow_run_id") == label["flow_run_id"] and claim.get("run_count", 0) < label["run_count"]:
-            return claim.get("target")
-    return None
-
-
-def use_resume_policy(net: Any, checkpoint: Checkpoint, resume: str | None) -> None:
-    """Make the net's :class:`LoadInitState` for ``checkpoint`` follow ``resume`` (see :func:`fit_in_flow`)."""
-    entries = list(net.callbacks) if isinstance(net.callbacks, (list, tuple)) else []
-
-    def loads_checkpoint(entry: Any) -> bool:
-        cb = entry[1] if isinstance(entry, tuple) else entry
-        return isinstance(cb, LoadInitState) and cb.checkpoint is checkpoint
-
-    ours = [i for i, entry in enumerate(entries) if loads_checkpoint(entry)]
-    if resume is None and ours:
+@contextmanager
+def resume_callbacks(net: NeuralNet, run: TrainingRun) -> Iterator[None]:
+    """For the duration of the call, the initialized net's callbacks load ``run.checkpoint`` as
+    ``run.resume`` says (see :func:`fit_in_flow`): a :class:`LoadInitState` is added, or the net's
+    own one for that checkpoint left out, in ``net.callbacks_`` only; afterwards ``callbacks_``
+    is the list it was, and ``net.callbacks`` (its parameter) is never touched."""
+    original = list(net.callbacks_)
+    theirs = [entry for entry in original
+              if isinstance(entry[1], LoadInitState) and entry[1].checkpoint is run.checkpoint]
+    if run.resume is None and theirs:
+        yield
         return
-    kept = [entry for entry in entries if not loads_checkpoint(entry)]
-    if resume != "never":
-        kept.append(("resume", LoadInitState(checkpoint, until_max_epochs=resume != "extend")))
-    if [id(e) for e in kept] != [id(e) for e in entries]:
-        net.set_params(callbacks=kept)
+    during = [entry for entry in original if not any(entry is other for other in theirs)]
+    if run.resume != "never":
+        names = {name for name, _ in original}
+        name = next(n for n in ("resume", "fit_in_flow_resume", "fit_in_flow_resume_") if n not in names)
+        loader = LoadInitState(run.checkpoint, until_max_epochs=run.resume != "extend").initialize()
+        during.insert(0, (name, loader))  # first, as LoadInitState's call_order puts it
+    net.callbacks_ = during
+    try:
+        yield
+    finally:
+        net.callbacks_ = original

@@ -12,7 +12,8 @@ from .fit import fit_in_flow
 
 
 def load_object(path: str) -> Callable[..., Any]:
-    """The object at import path ``'package.module:name'``.
+    """The object at import path ``path`` (``'package.module:name'``), with a clear error
+    naming what could not be imported.
 
     >>> load_object("prefect_torch.examples:make_data").__name__
     'make_data'
@@ -38,14 +39,45 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
                data_params: dict[str, Any] | None = None, storage_block: str | None = None) -> dict[str, Any]:
     """Build a net with ``net_factory(**net_params)``, load ``(X, y) = data(**data_params)``
     and train it with :func:`~prefect_torch.orchestration.fit_in_flow`, checkpointing every
-    epoch into ``checkpoint_dir`` (a path or fsspec URL). The factory and the data loader are
-    import paths (``'package.module:function'``), so the flow can be deployed and scheduled.
-    A net without a :class:`~prefect_torch.callbacks.Checkpoint` gets
-    ``Checkpoint(monitor=None)``; the one it has is pointed at ``checkpoint_dir``.
-    ``max_epochs`` overrides the factory's. ``storage_block`` names a Prefect ``Secret`` block
-    with the fsspec storage options of an ``s3://`` (or other) ``checkpoint_dir`` (see
-    :func:`storage_options_from`); without one, fsspec reads the environment.
+    epoch into ``checkpoint_dir``. The factory and the data loader are import paths, so the flow
+    can be deployed and scheduled (see ``deploy/prefect.yaml``).
 
+    Parameters
+    ----------
+    net_factory : str
+        ``'package.module:function'`` returning the net. A net without a
+        :class:`~prefect_torch.callbacks.Checkpoint` gets ``Checkpoint(monitor=None)``; the one
+        it has is pointed at ``checkpoint_dir`` (whatever ``dirname`` the factory gave it).
+    data : str
+        ``'package.module:function'`` returning ``(X, y)``.
+    checkpoint_dir : str
+        Where the checkpoints go: a path or an fsspec URL (``s3://bucket/run``).
+    experiment : str or None, default=None
+        The experiment's name (default: ``checkpoint_dir``'s last part).
+    max_epochs : int or None, default=None
+        Overrides the factory's ``max_epochs``.
+    resume : {"latest", "extend", "never"}, default="latest"
+        As for :func:`~prefect_torch.orchestration.fit_in_flow`.
+    epochs_per_task : int or "auto", default=1
+        Epochs per task run.
+    task_retries : int, default=2
+        Retries of a failed epoch task.
+    max_resumes : int, default=3
+        Failed attempts in a row from the same checkpoint before the experiment is stuck.
+    net_params, data_params : dict or None, default=None
+        Keyword arguments of the factory and of the data loader.
+    storage_block : str or None, default=None
+        The name of a Prefect ``Secret`` block holding the fsspec storage options of
+        ``checkpoint_dir`` (see :func:`storage_options_from`); without one, fsspec reads the
+        environment.
+
+    Returns
+    -------
+    dict
+        :func:`~prefect_torch.orchestration.fit_in_flow`'s record.
+
+    Examples
+    --------
     >>> train_flow.name                     # what deployments and the UI call it
     'train-net'
     >>> record = train_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
@@ -62,9 +94,21 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
 
 def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: str, max_epochs: int | None = None,
                 storage_options: dict[str, Any] | None = None) -> Any:
-    """``net_factory(**net_params)`` checkpointing into ``checkpoint_dir``: its
-    :class:`~prefect_torch.callbacks.Checkpoint` is pointed there (one with ``monitor=None`` is
-    added if it has none); ``max_epochs`` overrides the factory's.
+    """``net_factory(**net_params)`` checkpointing into ``checkpoint_dir``.
+
+    Parameters
+    ----------
+    net_factory : str
+        ``'package.module:function'`` returning the net.
+    net_params : dict
+        Its keyword arguments.
+    checkpoint_dir : str
+        Where its :class:`~prefect_torch.callbacks.Checkpoint` callbacks write (routed as
+        ``callbacks__<name>__dirname``); one with ``monitor=None`` is added if it has none.
+    max_epochs : int or None, default=None
+        Overrides the factory's.
+    storage_options : dict or None, default=None
+        fsspec options for ``checkpoint_dir``, routed the same way.
 
     >>> net = prepare_net("prefect_torch.examples:make_net", {"lr": 0.05}, "runs/a", max_epochs=3)
     >>> net.lr, net.max_epochs, [cb.dirname for _, cb in net.callbacks]
@@ -73,7 +117,7 @@ def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: st
     net = load_object(net_factory)(**net_params)
     if max_epochs is not None:
         net.set_params(max_epochs=max_epochs)
-    named = [name for name, cb in net._named_callbacks() if isinstance(cb, Checkpoint)]
+    named = [name for name, cb in net.initialize_callbacks().callbacks_ if isinstance(cb, Checkpoint)]
     where: dict[str, Any] = {"dirname": checkpoint_dir, **({"storage_options": storage_options} if storage_options else {})}
     if named:
         net.set_params(**{f"callbacks__{name}__{k}": v for name in named for k, v in where.items()})
@@ -85,7 +129,11 @@ def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: st
 def storage_options_from(block: str | None) -> dict[str, Any]:
     """The fsspec storage options kept in the Prefect ``Secret`` block named ``block`` (a JSON
     object, e.g. ``{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}``);
-    none without a block, so fsspec reads the environment."""
+    none without a block, so fsspec reads the environment.
+
+    >>> storage_options_from(None)
+    {}
+    """
     if not block:
         return {}
     from prefect.blocks.system import Secret

@@ -11,10 +11,6 @@ from ..callbacks import PrintLog
 from ..callbacks.base import wants_output
 
 _logger = logging.getLogger("prefect_torch.epochs")
-_logger.propagate = False  # the console already shows the table; this logger only feeds the API
-_logger.setLevel(logging.INFO)
-if not any(isinstance(h, APILogHandler) for h in _logger.handlers):
-    _logger.addHandler(APILogHandler())
 
 
 class _ToRunLogs:
@@ -31,9 +27,15 @@ class _ToRunLogs:
 
 @contextmanager
 def print_log_to_run_logs(net: Any) -> Iterator[None]:
-    """While training ``net`` in a flow, its :class:`PrintLog` lines also go to the run's logs."""
+    """While training ``net`` in a flow, its :class:`PrintLog` lines also go to the run's logs:
+    for the duration of the block only, the sinks are wrapped and the ``prefect_torch.epochs``
+    logger sends to Prefect's API (and not to the console, which already shows the table)."""
     logs = [cb for _, cb in getattr(net, "callbacks_", []) if isinstance(cb, PrintLog)]
     originals = [cb.sink for cb in logs]
+    handler, settings = APILogHandler(), (_logger.propagate, _logger.level)
+    _logger.addHandler(handler)
+    _logger.propagate = False
+    _logger.setLevel(logging.INFO)
     for cb in logs:
         cb.sink = _ToRunLogs(cb.sink, net.verbose)
     try:
@@ -41,3 +43,6 @@ def print_log_to_run_logs(net: Any) -> Iterator[None]:
     finally:
         for cb, sink in zip(logs, originals):
             cb.sink = sink
+        _logger.removeHandler(handler)
+        _logger.propagate, level = settings
+        _logger.setLevel(level)

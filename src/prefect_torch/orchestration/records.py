@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from ..checkpoint import CheckpointStore, Manifest
-from ..cli import HIDDEN_METRICS, describe, human_size
+from ..reporting import describe, human_size, reported_metrics
 
 
 def slug(text: str) -> str:
@@ -53,7 +53,7 @@ def checkpoint_record(store: CheckpointStore, manifest: Manifest | None, which: 
         "uri": store.location.url(version.folder),
         "sha256": version.files[weights].sha256 if weights else None,
         "size": version.size,
-        "metrics": {k: v for k, v in version.metrics.items() if k not in HIDDEN_METRICS and not k.startswith("event_")},
+        "metrics": reported_metrics(version.metrics),
     }
 
 
@@ -67,8 +67,7 @@ def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[d
         version = manifest.version(entry["version"])
         assert version is not None
         weights = version.name_of("f_params") or next(iter(version.files), "")
-        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in entry["metrics"].items()
-                   if k not in HIDDEN_METRICS and not k.startswith("event_")}
+        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in reported_metrics(entry["metrics"]).items()}
         rows.append({
             "epoch": entry["epoch"],
             **metrics,

@@ -6,6 +6,8 @@ prefect-dask's ``DaskTaskRunner`` places on a Dask worker. A worker that dies mi
 replaced by Dask, which runs the trial again elsewhere: it resumes from its last commit. A
 re-run of the sweep skips the trials that finished and resumes the others.
 
+Dask comes with the ``dask`` extra: ``pip install 'prefect-torch[dask]'``.
+
 Example (a script: Dask starts worker processes, hence the ``__main__`` guard)::
 
     from prefect_torch.orchestration import sweep_flow
@@ -42,37 +44,38 @@ from ..checkpoint import CheckpointStore
 from .fit import fit_in_flow
 from .flows import load_object, prepare_net, storage_options_from
 from .records import markdown_location, slug
-from .trials import TRIAL_RECORD, Trial, best_of, best_trial, plan_trials, trial_rows
+from .run import check_epochs_per_task, find_checkpoint
+from .trials import TRIAL_RECORD, Trial, TrialSpec, best_of, best_trial, plan_trials, trial_rows
 
 DASK_ADDRESS_ENV = "PREFECT_TORCH_DASK_ADDRESS"
 
 
-@task(name="train-trial", task_run_name="trial-{trial.name}", cache_policy=NO_CACHE, persist_result=False)
-def train_trial(trial: Trial, sweep: str, net_factory: str, data: str, scoring: str,
-                lower_is_better: bool | None, max_epochs: int | None, net_params: dict[str, Any],
-                data_params: dict[str, Any], epochs_per_task: int | str, task_retries: int,
-                storage_block: str | None, seed: int | None, artifacts: bool = True) -> dict[str, Any]:
+@task(name="train-trial", task_run_name="trial-{spec.trial.name}", cache_policy=NO_CACHE, persist_result=False)
+def train_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train one trial to its end, resuming from its checkpoints; records the result in the
     trial's directory (:data:`~.trials.TRIAL_RECORD`) and returns it."""
-    storage_options = storage_options_from(storage_block)
-    if seed is not None:  # the same initial weights wherever (and however often) the trial starts
-        seed_everything(seed)
-    net = prepare_net(net_factory, {**net_params, **trial.params}, trial.checkpoint_dir, max_epochs,
+    trial = spec.trial
+    storage_options = storage_options_from(spec.storage_block)
+    if spec.seed is not None:  # the same initial weights wherever (and however often) the trial starts
+        seed_everything(spec.seed)
+    net = prepare_net(spec.net_factory, {**spec.net_params, **trial.params}, trial.checkpoint_dir, spec.max_epochs,
                       storage_options)
-    X, y = load_object(data)(**data_params)
-    record = fit_in_flow(net, X, y, experiment=f"{sweep}/{trial.name}", resume="latest",
-                         epochs_per_task=epochs_per_task, task_retries=task_retries, artifacts=artifacts)
+    X, y = load_object(spec.data)(**spec.data_params)
+    record = fit_in_flow(net, X, y, experiment=spec.experiment, resume="latest",
+                         epochs_per_task=spec.epochs_per_task, task_retries=spec.task_retries,
+                         artifacts=spec.artifacts)
+    scoring = spec.scoring
     scores = [row.get(scoring) for row in net.history]
     if not any(score is not None for score in scores):
         raise ValueError(f"scoring={scoring!r} is not in the net's history (it has "
                          f"{sorted(net.history[-1].keys()) if len(net.history) else 'no epochs'}); "
                          "name a column of the printed table, e.g. 'valid_loss' or 'valid_acc'")
-    best_epoch, best_score = best_of(scores, scoring, lower_is_better)
+    best_epoch, best_score = best_of(scores, scoring, spec.lower_is_better)
     result = {"trial": trial.name, "params": trial.params, "spec": trial.spec, "state": "Completed",
               "finished": True, "best_epoch": best_epoch, "best_score": best_score, "scoring": scoring,
               **{k: record[k] for k in ("epoch", "current", "best", "flow_run_id", "attempt")}}
-    store = CheckpointStore(trial.checkpoint_dir, **storage_options)
-    store.location.write_atomic(TRIAL_RECORD, json.dumps(result, indent=1).encode())
+    # beside the checkpoints the run trained into (the net's Checkpoint's store, not re-derived)
+    find_checkpoint(net).store().location.write_atomic(TRIAL_RECORD, json.dumps(result, indent=1).encode())
     return result
 
 
@@ -114,11 +117,14 @@ def api_for_workers() -> Iterator[None]:
 
 
 def dask_task_runner(address: str | None, n_workers: int) -> Any:
-    """prefect-dask's runner for ``address`` (or ``$PREFECT_TORCH_DASK_ADDRESS``), else a
+    """prefect-dask's runner (the ``dask`` extra: ``pip install 'prefect-torch[dask]'``) for ``address`` (or ``$PREFECT_TORCH_DASK_ADDRESS``), else a
     ``LocalCluster`` of ``n_workers`` processes with one thread each (each trial's torch then
     uses one core: Dask's nanny sets ``OMP_NUM_THREADS=1``)."""
-    from prefect_dask import DaskTaskRunner
-
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as error:
+        raise ImportError(f"sweep_flow runs its trials on Dask, and prefect-dask is not installed ({error}): "
+                          "pip install 'prefect-torch[dask]'") from error
     address = address or os.environ.get(DASK_ADDRESS_ENV) or None
     if address:
         refuse_other_default_client(address)
@@ -151,32 +157,66 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
                data_params: dict[str, Any] | None = None, dask_address: str | None = None, n_workers: int = 2,
                epochs_per_task: int | str = "auto", task_retries: int = 1,
                storage_block: str | None = None, seed: int | None = 0, artifacts: bool = True) -> dict[str, Any]:
-    """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid`` (a
-    dict of lists, or a list of dicts, as scikit-learn's ``ParameterGrid`` takes them), each
-    trial as a task run on Dask, into ``root/<trial name>`` (a path or an ``s3://`` URL).
-
-    - ``dask_address``: an existing scheduler (``tcp://host:8786``, or ``$PREFECT_TORCH_DASK_ADDRESS``);
-      without one, a ``LocalCluster`` of ``n_workers`` processes lives as long as the flow.
-    - ``scoring``: the history column that ranks trials (lower is better for losses, unless
-      ``lower_is_better`` says otherwise).
-    - ``storage_block``: the name of a Prefect ``Secret`` block holding fsspec storage options
-      for ``root`` (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads
-      the environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
-    - ``seed``: seeds torch, numpy and ``random`` before each trial builds its net, so every
-      trial starts from the same initial state whichever worker runs it; a resumed trial then
-      continues bit for bit (its random generators are checkpointed). ``None``: no seeding.
-      Trials sharing a worker process must not run at once for this (one thread per worker).
-    - ``epochs_per_task`` (default ``"auto"``), ``task_retries``, ``artifacts``: as for
-      :func:`~prefect_torch.orchestration.fit_in_flow`, per trial. Each task run costs the
-      Prefect server ~30 ms of CPU; when the workers use every core, one task per short epoch
-      costs a visible share of the speed-up (``bench/sweep_scaling.py``), so keep ``"auto"``.
+    """Train ``net_factory(**net_params, **setting)`` for every setting of ``param_grid``, each
+    trial a task run on Dask, into ``root/<trial name>``.
 
     The flow's ``<sweep>-trials`` table artifact lists every trial with its state, best epoch
     and score and checkpoint location, the best one marked; it is kept up to date as trials
     end. Trials that finished in an earlier run with the same settings are not run again;
-    unfinished ones resume from their last checkpoint. Returns the table and the best trial;
-    fails, after every other trial has ended, if one failed.
+    unfinished ones resume from their last checkpoint. Fails, after every other trial has
+    ended, if one failed. Needs the ``dask`` extra (``pip install 'prefect-torch[dask]'``).
 
+    Parameters
+    ----------
+    net_factory, data : str
+        Import paths (``'package.module:function'``) of the net factory and the data loader.
+    param_grid : dict of lists, or list of such dicts
+        The settings, as scikit-learn's ``ParameterGrid`` takes them (any sequence or array is
+        a list of values).
+    root : str
+        The sweep's directory: a path or an ``s3://`` URL; each trial writes its own folder.
+    sweep : str or None, default=None
+        The sweep's name (default: ``root``'s last part); trials are experiments ``<sweep>/<trial>``.
+    scoring : str, default="valid_loss"
+        The history column that ranks trials.
+    lower_is_better : bool or None, default=None
+        Its direction; ``None``: lower for losses, higher for anything else.
+    max_epochs : int or None, default=None
+        Overrides the factory's.
+    net_params, data_params : dict or None, default=None
+        Keyword arguments of the factory (before each setting's) and of the data loader.
+    dask_address : str or None, default=None
+        An existing scheduler (``tcp://host:8786``, or ``$PREFECT_TORCH_DASK_ADDRESS``); without
+        one, a ``LocalCluster`` of ``n_workers`` processes lives as long as the flow.
+    n_workers : int, default=2
+        Workers of that ``LocalCluster`` (one thread each).
+    epochs_per_task : int or "auto", default="auto"
+        As for :func:`~prefect_torch.orchestration.fit_in_flow`, per trial (checked here, before
+        any trial starts). Each task run costs the Prefect server ~30 ms of CPU; when the workers
+        use every core, one task per short epoch costs a visible share of the speed-up
+        (``bench/sweep_scaling.py``), so keep ``"auto"``.
+    task_retries : int, default=1
+        Retries of a failed epoch task, per trial.
+    storage_block : str or None, default=None
+        The name of a Prefect ``Secret`` block holding fsspec storage options for ``root``
+        (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads the
+        environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
+    seed : int or None, default=0
+        Seeds torch, numpy and ``random`` before each trial builds its net, so every trial
+        starts from the same initial state whichever worker runs it; a resumed trial then
+        continues bit for bit. ``None``: no seeding. Trials sharing a worker process must not
+        run at once for this (one thread per worker).
+    artifacts : bool, default=True
+        Each trial's own artifacts (checkpoints table, summary, progress).
+
+    Returns
+    -------
+    dict
+        ``sweep``, ``root``, ``scoring``, ``best`` (the best trial's result) and ``trials``
+        (the table's rows).
+
+    Examples
+    --------
     >>> sweep_flow.name
     'sweep-nets'
     >>> result = sweep_flow("prefect_torch.examples:make_net", "prefect_torch.examples:make_data",
@@ -184,6 +224,7 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     >>> result["best"]["trial"]                                                        # doctest: +SKIP
     'lr=0.1,num_units=20'
     """
+    check_epochs_per_task(epochs_per_task)  # here, not once per trial on a Dask worker
     logger = get_run_logger()
     sweep = sweep or os.path.basename(str(root).rstrip("/")) or "sweep"
     spec = {"net_factory": net_factory, "data": data, "net_params": net_params or {},
@@ -203,12 +244,9 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     table.publish(results)
     if todo:
         with api_for_workers(), dask_task_runner(dask_address, n_workers) as runner:
-            futures = {runner.submit(train_trial, parameters={
-                "trial": trial, "sweep": sweep, "net_factory": net_factory, "data": data, "scoring": scoring,
-                "lower_is_better": lower_is_better, "max_epochs": max_epochs, "net_params": net_params or {},
-                "data_params": data_params or {}, "epochs_per_task": epochs_per_task,
-                "task_retries": task_retries, "storage_block": storage_block, "seed": seed,
-                "artifacts": artifacts}): trial
+            futures = {runner.submit(train_trial, parameters={"spec": TrialSpec(
+                trial, sweep, net_factory, data, scoring, lower_is_better, max_epochs, net_params or {},
+                data_params or {}, epochs_per_task, task_retries, storage_block, seed, artifacts)}): trial
                 for trial in todo}
             for trial in todo:
                 results[trial.name] = {"state": "Submitted"}  # to Dask: running or queued for a worker

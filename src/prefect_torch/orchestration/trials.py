@@ -40,6 +40,64 @@ class Trial:
         return record is not None and record.get("spec") == self.spec
 
 
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a sweep's task needs to train one trial (one picklable value per task).
+
+    Parameters
+    ----------
+    trial : Trial
+        The setting and its checkpoint directory.
+    sweep : str
+        The sweep's name; the trial's experiment is ``<sweep>/<trial name>``.
+    net_factory, data : str
+        Import paths of the net factory and the data loader (``'package.module:function'``).
+    scoring : str
+        The history column that ranks trials.
+    lower_is_better : bool or None
+        Its direction (``None``: lower for losses).
+    max_epochs : int or None
+        Overrides the factory's.
+    net_params, data_params : dict
+        Arguments of the factory (before the trial's own) and of the data loader.
+    epochs_per_task : int or "auto"
+        As for ``fit_in_flow`` (validated when the sweep starts).
+    task_retries : int
+        Retries of a failed epoch task.
+    storage_block : str or None
+        Prefect ``Secret`` block with the storage options of the trial's directory.
+    seed : int or None
+        Seed for the global generators before the net is built.
+    artifacts : bool
+        Whether the trial keeps its own artifacts in the UI.
+
+    >>> (trial,) = plan_trials({"lr": [0.1]}, "runs/sweep1")
+    >>> spec = TrialSpec(trial, "sweep1", "prefect_torch.examples:make_net", "prefect_torch.examples:make_data")
+    >>> spec.experiment
+    'sweep1/lr=0.1'
+    """
+
+    trial: Trial
+    sweep: str
+    net_factory: str
+    data: str
+    scoring: str = "valid_loss"
+    lower_is_better: bool | None = None
+    max_epochs: int | None = None
+    net_params: dict[str, Any] = field(default_factory=dict)
+    data_params: dict[str, Any] = field(default_factory=dict)
+    epochs_per_task: int | str = "auto"
+    task_retries: int = 1
+    storage_block: str | None = None
+    seed: int | None = 0
+    artifacts: bool = True
+
+    @property
+    def experiment(self) -> str:
+        """The trial's experiment name."""
+        return f"{self.sweep}/{self.trial.name}"
+
+
 def expand_grid(param_grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The settings of ``param_grid`` in scikit-learn's ``ParameterGrid`` vocabulary: a dict of
     lists (every combination), or a list of such dicts; a single value counts as a list of one,
