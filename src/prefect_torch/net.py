@@ -750,9 +750,11 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
     def epoch_limit(self) -> int | None:
         """The epoch training must not go beyond, as the callbacks' ``epoch_limit(net)`` hooks
         answer it (the smallest; ``None`` when none has one), e.g. a
-        ``LoadInitState(until_max_epochs=True)`` stops at ``max_epochs`` in all."""
-        limits = [limit for _, cb in getattr(self, "callbacks_", [])
-                  if (limit := getattr(cb, "epoch_limit", lambda net: None)(self)) is not None]
+        ``LoadInitState(until_max_epochs=True)`` stops at ``max_epochs`` in all. Only whole
+        numbers count: a duck-typed or mocked callback may answer anything."""
+        limits = [int(limit) for _, cb in getattr(self, "callbacks_", [])
+                  if isinstance(limit := getattr(cb, "epoch_limit", lambda net: None)(self), numbers.Integral)
+                  and not isinstance(limit, bool)]
         return min(limits, default=None)
 
     def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> "NeuralNet":
