@@ -1,9 +1,9 @@
 """Loading one named version of a checkpoint: ``load_params(checkpoint=cp, version=...)``,
 ``LoadInitState(cp, version=...)``, exporting a version, and presigned links on S3."""
+import io
 import json
 import os
 import secrets
-import io
 import urllib.error
 import urllib.parse
 import urllib.request

@@ -30,11 +30,10 @@ import warnings
 from typing import Any, NamedTuple, Sequence
 
 from .checkpoint import CheckpointFallbackWarning, CheckpointStore, Manifest, Version, open_location
-from .checkpoint.errors import CheckpointCorruptError, CheckpointVersionError
+from .checkpoint.errors import CheckpointCorruptError, CheckpointVersionError, DamagedEntryError
 from .checkpoint.export import export_version
-from .checkpoint.store import VersionName
-from .checkpoint.errors import DamagedEntryError
 from .checkpoint.manifest import MANIFEST_SUFFIX, check_prefix
+from .checkpoint.store import VersionName
 
 HIDDEN_METRICS = ("dur", "checkpoint_errors", "train_batch_count", "valid_batch_count")
 

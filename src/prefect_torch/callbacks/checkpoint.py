@@ -387,10 +387,10 @@ class Checkpoint(_SavesFiles):
         if self.uses_store():
             store = self.store()
             check = lambda v: unloadable_files(store, v, self.use_safetensors)  # noqa: E731
-            version = store.latest_verified(check=check) if version is None else store.find(version, check=check)
-            if version is not None:  # only the parts this checkpoint saves, whatever else a version lists
+            found = store.latest_verified(check=check) if version is None else store.find(version, check=check)
+            if found is not None:  # only the parts this checkpoint saves, whatever else a version lists
                 wanted = {key for key, value in self._file_args().items() if value is not None}
-                return {entry.key: store.source(version, name) for name, entry in version.files.items()
+                return {entry.key: store.source(found, name) for name, entry in found.files.items()
                         if entry.key in wanted}
             if is_url(os.fspath(self.dirname)):
                 return {}

@@ -86,8 +86,8 @@ class PendingFile(NamedTuple):
 def check_version_name(name: Any) -> VersionName:
     """``name`` if it names a version (``'current'``, ``'best'`` or a version id >= 1), else a
     ``ValueError`` saying how to name one."""
-    if name in ("current", "best") and isinstance(name, str):
-        return name
+    if name == "current" or name == "best":
+        return "current" if name == "current" else "best"
     if isinstance(name, int) and not isinstance(name, bool) and name >= 1:
         return name
     raise ValueError(f"version={name!r}: name a version with 'current', 'best', or its version id (an int >= 1: "
