@@ -565,8 +565,8 @@ class LoadInitState(Callback):
     commits become the newest versions.
 
     >>> net = NeuralNetClassifier(MyModule, max_epochs=4, verbose=0,
-    ...                           callbacks=[cp, LoadInitState(cp, version=1, until_max_epochs=True)])
-    >>> net.fit(*make_data(100)).history[:, "epoch"]   # from version 1 (epoch 1) on
+    ...                           callbacks=[cp, LoadInitState(cp, version=3, until_max_epochs=True)])
+    >>> net.fit(*make_data(100)).history[:, "epoch"]   # from version 3 (epoch 3) on, not from epoch 5
     [1, 2, 3, 4]
     """
 
