@@ -171,6 +171,10 @@ def test_export_copies_a_version_and_refuses_to_overwrite(trained, tmp_path, cap
     loaded.load_params(checkpoint=TrainEndCheckpoint(dirname=str(train_end)))
     assert all(torch.equal(a, b) for a, b in zip(loaded.module_.state_dict().values(),
                                                  net.module_.state_dict().values()))
+    fresh = NeuralNetClassifier(MyModule, verbose=0).initialize()  # the same version, named, from the source
+    fresh.load_params(checkpoint=TrainEndCheckpoint(dirname=str(directory)), version=1)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.module_.state_dict().values(),
+                                                 net.module_.state_dict().values()))
 
 
 def test_export_of_a_damaged_or_pruned_version_writes_nothing(trained, tmp_path, capsys):
