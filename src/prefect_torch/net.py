@@ -591,9 +591,19 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
 
     def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
                     f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False,
-                    **kwargs: Any) -> None:
+                    version: Any = None, **kwargs: Any) -> None:
         """Load what :meth:`save_params` (or skorch) saved; ``checkpoint=cp`` loads its newest
         intact checkpoint. Explicit ``f_*`` arguments win over the checkpoint's files.
+
+        ``version`` (with ``checkpoint``) loads one version of it rather than the newest intact
+        one: ``'current'``, ``'best'``, or a version id (an ``int``: the ``version`` column of
+        ``prefect-torch checkpoints DIR``, not the epoch). A named version is verified (sha256
+        and loadable) and never replaced by another: a damaged one raises
+        :class:`~prefect_torch.checkpoint.CheckpointCorruptError` naming its files, one that
+        is not kept (pruned, unknown, no best recorded)
+        :class:`~prefect_torch.checkpoint.CheckpointVersionError` listing the kept versions.
+        Without ``version``, a damaged current version falls back to the newest intact one,
+        with a :class:`~prefect_torch.checkpoint.CheckpointFallbackWarning`.
 
         Loading uses ``torch.load(weights_only=True)`` (change with ``torch_load_kwargs``), or
         safetensors with ``use_safetensors=True`` (or a checkpoint saved with it), and maps
@@ -615,10 +625,13 @@ class NeuralNet(PartRegistry, FitRequests, BaseEstimator):
         explicit = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
                     "f_history": f_history, **kwargs}
         files: dict[str, Any] = {}
+        if version is not None and checkpoint is None:
+            raise ValueError(f"load_params(version={version!r}) picks a version of a checkpoint: pass "
+                             "checkpoint=cp too (the Checkpoint the net was trained with)")
         if checkpoint is not None:
             if not getattr(self, "initialized_", False):
                 self.initialize()
-            files = checkpoint.files_to_load(self)
+            files = checkpoint.files_to_load(self) if version is None else checkpoint.files_to_load(self, version)
             if not files:
                 raise FileNotFoundError(
                     f"load_params(checkpoint=...): there is no checkpoint in {_checkpoint_place(checkpoint)} "

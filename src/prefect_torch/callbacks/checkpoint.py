@@ -36,6 +36,7 @@ from ..checkpoint.background import BackgroundCommitter, Staging
 from ..checkpoint.location import is_url
 from ..checkpoint.redact import masked, without_secrets
 from ..checkpoint.serialize import bytes_writer, torch_writer
+from ..checkpoint.store import VersionName, check_version_name
 from ..history import History, epoch_metrics
 from ..persistence import history_json, load_state, open_target, part_of, safetensors_bytes, split_f_arguments
 from .base import Callback, emit
@@ -418,16 +419,27 @@ class Checkpoint(_SavesFiles):
         return {key: self._join(self._name(net, key, template, index)) if isinstance(template, str) else template
                 for key, template in self._file_args().items()}
 
-    def files_to_load(self, net: Any) -> dict[str, Any]:
+    def files_to_load(self, net: Any, version: VersionName | None = None) -> dict[str, Any]:
         """What to load, by ``f_*`` argument: the newest intact committed version, or (for a
         directory without a manifest, e.g. written by skorch) the files at its root. Empty when
-        there is no checkpoint."""
+        there is no checkpoint.
+
+        ``version`` (``'current'``, ``'best'`` or a version id) names one committed version
+        instead: it is verified and never replaced by another (see
+        :meth:`~prefect_torch.checkpoint.CheckpointStore.find`)."""
+        if version is not None:
+            check_version_name(version)
+            if not self.uses_store():
+                raise ValueError(f"version={version!r}: {type(self).__name__} writes its files as given (file "
+                                 "objects or paths with folders), not as versions; name them with plain file "
+                                 "names under dirname to pick a version")
         if self.uses_store():
             store = self.store()
-            version = store.latest_verified(check=lambda v: unloadable_files(store, v, self.use_safetensors))
-            if version is not None:  # only the parts this checkpoint saves, whatever else a version lists
+            check = lambda v: unloadable_files(store, v, self.use_safetensors)  # noqa: E731
+            found = store.latest_verified(check=check) if version is None else store.find(version, check=check)
+            if found is not None:  # only the parts this checkpoint saves, whatever else a version lists
                 wanted = {key for key, value in self._file_args().items() if value is not None}
-                return {entry.key: store.source(version, name) for name, entry in version.files.items()
+                return {entry.key: store.source(found, name) for name, entry in found.files.items()
                         if entry.key in wanted}
             if is_url(os.fspath(self.dirname)):
                 return {}
@@ -560,8 +572,8 @@ class TrainEndCheckpoint(_SavesFiles):
         emit(self.sink, "Final checkpoint triggered", net.verbose)
 
     # what LoadInitState and load_params(checkpoint=...) use
-    def files_to_load(self, net: Any) -> dict[str, Any]:
-        return self.checkpoint().files_to_load(net)
+    def files_to_load(self, net: Any, version: VersionName | None = None) -> dict[str, Any]:
+        return self.checkpoint().files_to_load(net, version)
 
     def get_formatted_files(self, net: Any) -> dict[str, Any]:
         return self.checkpoint().get_formatted_files(net)
@@ -592,16 +604,33 @@ class LoadInitState(Callback):
     ...     return net.fit(*make_data(100))
     >>> train(2).history[:, "epoch"], train(5).history[:, "epoch"]   # the second run resumes at 3
     ([1, 2], [1, 2, 3, 4, 5])
+
+    ``version`` resumes from one named version rather than the newest intact one: ``'best'``,
+    ``'current'``, or a version id (the ``version`` column of ``prefect-torch checkpoints``,
+    not the epoch). It is verified and never replaced by another; a damaged one raises
+    :class:`~prefect_torch.checkpoint.CheckpointCorruptError`, one that is not kept
+    :class:`~prefect_torch.checkpoint.CheckpointVersionError`. With no checkpoint at all,
+    training starts afresh as usual. Training goes on from the loaded epoch, and the next
+    commits become the newest versions.
+
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=4, verbose=0,
+    ...                           callbacks=[cp, LoadInitState(cp, version=3, until_max_epochs=True)])
+    >>> net.fit(*make_data(100)).history[:, "epoch"]   # from version 3 (epoch 3) on, not from epoch 5
+    [1, 2, 3, 4]
     """
 
     call_order = -1  # load before the other callbacks start (they see the loaded history)
 
-    def __init__(self, checkpoint: Any, use_safetensors: bool = False, until_max_epochs: bool = False):
+    def __init__(self, checkpoint: Any, use_safetensors: bool = False, until_max_epochs: bool = False,
+                 version: VersionName | None = None):
         self.checkpoint = checkpoint
         self.use_safetensors = use_safetensors
         self.until_max_epochs = until_max_epochs
+        self.version = version
 
     def initialize(self) -> "LoadInitState":
+        if self.version is not None:
+            check_version_name(self.version)
         self.did_load_ = False
         self.loaded_epoch_: int | None = None
         self._pending_state: dict | None = None
@@ -614,7 +643,7 @@ class LoadInitState(Callback):
         begin_writing = getattr(self.checkpoint, "begin_writing", None)
         if begin_writing is not None and any(cb is self.checkpoint for _, cb in net.callbacks_):
             begin_writing()  # the fencing baseline is the manifest this load reads
-        state = load_checkpoint(net, self.checkpoint, self.use_safetensors)
+        state = load_checkpoint(net, self.checkpoint, self.use_safetensors, self.version)
         if state is not None:
             self.loaded_epoch_ = len(net.history)
             self._pending_state = state or None
@@ -667,16 +696,18 @@ def _load_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
-def load_checkpoint(net: Any, checkpoint: Any, use_safetensors: bool = False) -> dict | None:
-    """Load the newest intact version of ``checkpoint`` into ``net`` (weights, optimizer,
-    criterion, history) and return its train state, not yet applied (``{}`` if it has none);
-    ``None`` when there is no checkpoint.
+def load_checkpoint(net: Any, checkpoint: Any, use_safetensors: bool = False,
+                    version: VersionName | None = None) -> dict | None:
+    """Load the newest intact version of ``checkpoint`` (or the one named by ``version``, see
+    :meth:`Checkpoint.files_to_load`) into ``net`` (weights, optimizer, criterion, history) and
+    return its train state, not yet applied (``{}`` if it has none); ``None`` when there is no
+    checkpoint.
 
     Apply the state with :func:`prefect_torch.train_state.restore` once training is set up
     (:class:`LoadInitState` does it when the first epoch begins). Optimizer settings the user
     changed since the save take effect, and are reported.
     """
-    files = checkpoint.files_to_load(net)
+    files = checkpoint.files_to_load(net) if version is None else checkpoint.files_to_load(net, version)
     if not files:
         return None
     state_source = files.pop("f_train_state", None)

@@ -22,6 +22,7 @@ from .errors import (
     CheckpointError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    CheckpointVersionError,
     DamagedEntryError,
 )
 from .location import Location, is_url, open_location
@@ -42,6 +43,7 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointFallbackWarning",
     "CheckpointSaveWarning",
+    "CheckpointVersionError",
     "CheckpointConcurrencyWarning",
     "DamagedEntryError",
 ]

@@ -14,6 +14,14 @@ class CheckpointCorruptError(CheckpointError):
     """No committed version of a checkpoint directory is intact."""
 
 
+class CheckpointVersionError(CheckpointError, LookupError):
+    """A version asked for by name (``'best'``, a version id) is not among the kept versions.
+
+    The message lists the versions that are kept (id, epoch, current/best marks) and how to
+    pick one.
+    """
+
+
 class DamagedEntryError(CheckpointCorruptError, ValueError):
     """An entry read from a checkpoint directory (a manifest field, a ``version.json``, a path)
     is not in the form the store writes, or leads outside the directory or through a link.

@@ -120,6 +120,11 @@ class Location:
         """What ``torch.load``/``json.load`` should read: a path here, or an open file."""
         return self.open_read(rel)
 
+    def signed_url(self, rel: str, expires: int) -> str | None:
+        """A link that downloads ``rel`` for ``expires`` seconds with no other credentials (an
+        S3 presigned URL); ``None`` where the storage has no such links (local folders)."""
+        return None
+
     def hash(self, rel: str) -> FileRecord:
         with self.open_read(rel) as f:
             return sha256_of(f)
@@ -415,6 +420,18 @@ class FsspecLocation(Location):
 
     def open_read(self, rel: str) -> IO[bytes]:
         return io.BytesIO(self.read_bytes(rel))
+
+    def signed_url(self, rel: str, expires: int) -> str | None:
+        """S3's presigned GET URL (signature version 4: the signature, the access key id and
+        the expiry are query parameters, never the secret key); ``None`` on other file systems."""
+        if not self._is_s3():
+            return None
+        fs = self.fs
+        config = dict(getattr(fs, "config_kwargs", None) or {})
+        if "signature_version" not in config:  # botocore may presign with the retired version 2
+            options = {**getattr(fs, "storage_options", {}), "config_kwargs": {**config, "signature_version": "s3v4"}}
+            fs = type(fs)(**options)
+        return str(fs.sign(self._full(rel), expiration=expires))
 
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self._full(rel)))

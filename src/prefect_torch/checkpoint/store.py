@@ -39,7 +39,7 @@ import re
 import secrets
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, NoReturn, Sequence
+from typing import Any, Callable, Literal, NamedTuple, NoReturn, Sequence, Union
 
 from . import faults
 from .background import BackgroundCommitter
@@ -49,6 +49,7 @@ from .errors import (
     CheckpointCorruptError,
     CheckpointFallbackWarning,
     CheckpointSaveWarning,
+    CheckpointVersionError,
     DamagedEntryError,
 )
 from .hashing import FileRecord
@@ -66,6 +67,9 @@ from .manifest import (
     writer_identity,
 )
 
+#: how a version is named: ``'current'``, ``'best'``, or its version id (not its epoch)
+VersionName = Union[Literal["current", "best"], int]
+MAX_LINK_SECONDS = 7 * 24 * 3600  # the longest an S3 presigned URL (signature version 4) may last
 KEPT_CLAIMS = 20
 MANIFEST_SWAP_TRIES = 8  # compare-and-swap rounds lost to writes that change no generation (releases)
 _warned_unenforced: set[tuple[str, str]] = set()  # once per directory and process
@@ -100,6 +104,25 @@ def set_commit_pause(pause: CommitPause | None) -> CommitPause | None:
     global _commit_pause
     previous, _commit_pause = _commit_pause, pause
     return previous
+
+
+def check_version_name(name: Any) -> VersionName:
+    """``name`` if it names a version (``'current'``, ``'best'`` or a version id >= 1), else a
+    ``ValueError`` saying how to name one."""
+    if name == "current" or name == "best":
+        return "current" if name == "current" else "best"
+    if isinstance(name, int) and not isinstance(name, bool) and name >= 1:
+        return name
+    raise ValueError(f"version={name!r}: name a version with 'current', 'best', or its version id (an int >= 1: "
+                     "the 'version' column of `prefect-torch checkpoints DIR`, not the epoch)")
+
+
+def kept_versions(manifest: Manifest) -> str:
+    """The kept versions, e.g. ``'4 (epoch 4, best), 5 (epoch 5, current)'``."""
+    def marks(version: Version) -> str:
+        return "".join(f", {mark}" for mark, vid in (("current", manifest.current), ("best", manifest.best))
+                       if vid == version.id)
+    return ", ".join(f"{v.id} (epoch {v.epoch}{marks(v)})" for v in sorted(manifest.versions, key=lambda v: v.id))
 
 
 def _test_pause(stage: str) -> None:
@@ -211,6 +234,7 @@ class CheckpointStore:
             found.append(version)
         for version in sorted(found, key=lambda v: (v.epoch, v.time)):
             manifest.add(version, best=False)
+        manifest.best = None  # no version.json says which was best: load_params(version="best") says so
         return manifest, left_out
 
     def _own_folders(self) -> list[str]:
@@ -272,6 +296,78 @@ class CheckpointStore:
             f"checkpoint {self.url}: no committed version is intact: " + "; ".join(damaged)
             + ". Restore the files from a backup, or start over with an empty directory."
         )
+
+    def find(self, name: VersionName, check: Callable[[Version], list[str]] | None = None) -> Version | None:
+        """The version called ``name``, verified: ``'current'``, ``'best'``, or a version id (an
+        ``int``: the ``version`` column of ``prefect-torch checkpoints``, not the epoch).
+
+        Unlike :meth:`latest_verified`, it never answers with another version: one whose files
+        are damaged (or fail ``check``) raises :class:`CheckpointCorruptError` naming them; one
+        that is not kept (pruned, never written, no best recorded) raises
+        :class:`CheckpointVersionError` listing the kept versions. ``None`` when nothing was
+        committed yet.
+
+        >>> import tempfile, torch
+        >>> store = CheckpointStore(tempfile.mkdtemp(), keep_last=1)
+        >>> for epoch in (1, 2, 3):
+        ...     _ = store.commit([PendingFile("params.pt", "f_params", lambda f: torch.save({}, f))],
+        ...                      epoch=epoch, best=epoch == 2)
+        >>> store.find("best").epoch, store.find(3).epoch
+        (2, 3)
+        >>> store.find(1)
+        Traceback (most recent call last):
+        ...
+        prefect_torch.checkpoint.errors.CheckpointVersionError: checkpoint ...: version 1 is not kept ...
+        """
+        check_version_name(name)
+        manifest = self.read_manifest()
+        if manifest is None or not manifest.versions:
+            return None
+        version_id = manifest.current if name == "current" else manifest.best if name == "best" else name
+        version = manifest.version(version_id)
+        if version is None:
+            if name in ("current", "best"):
+                why = f"no {name} version is recorded in its manifest"
+            elif isinstance(version_id, int) and version_id < manifest.next_id:
+                why = f"version {version_id} is not kept (pruned by keep_last)"
+            else:
+                why = f"version {version_id} was never written here (the newest id is {manifest.next_id - 1})"
+            raise CheckpointVersionError(
+                f"checkpoint {self.url}: {why}. Kept versions: {kept_versions(manifest)}. Pick one with "
+                "version=<id> (the 'version' column of `prefect-torch checkpoints`, not the epoch), or "
+                "version='current' / 'best'.")
+        problems = self.problems(version)
+        if not problems and check is not None:
+            problems = check(version)
+        if problems:
+            raise CheckpointCorruptError(
+                f"checkpoint {self.url}: version {version.id} (epoch {version.epoch}, files in "
+                f"{self.location.url(version.folder)}) is damaged: " + "; ".join(problems)
+                + f". It is not replaced by another version. Kept versions: {kept_versions(manifest)}; "
+                "pick an intact one with version=<id>, or check them all with `prefect-torch verify`.")
+        return version
+
+    def download_url(self, version: Version, name: str, expires: int = 3600) -> str | None:
+        """A link that downloads file ``name`` of ``version`` for ``expires`` seconds (at most 7
+        days): an S3 presigned https URL for ``s3://`` directories (``http`` only where the
+        endpoint itself is), ``None`` for local folders and other file systems.
+
+        The link carries S3's signature query (the access key id, the expiry and the signature;
+        never the secret key). Anyone holding it can download that one file until it expires.
+
+        >>> import tempfile, torch
+        >>> store = CheckpointStore(tempfile.mkdtemp())
+        >>> v = store.commit([PendingFile("params.pt", "f_params", lambda f: torch.save({}, f))], epoch=1)
+        >>> store.download_url(v, "params.pt") is None   # a local folder: no link
+        True
+        """
+        if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_LINK_SECONDS:
+            raise ValueError(f"expires={expires!r}: a link lasts a whole number of seconds from 1 to "
+                             f"{MAX_LINK_SECONDS} (7 days, the most S3 allows)")
+        if name not in version.files:
+            raise ValueError(f"{name!r} is not a file of version {version.id} (epoch {version.epoch}); its files "
+                             f"are {sorted(version.files)}")
+        return self.location.signed_url(f"{version.folder}/{name}", expires)
 
     def source(self, version: Version, name: str) -> Any:
         """What ``torch.load`` or ``json.load`` reads for file ``name`` of ``version``."""
