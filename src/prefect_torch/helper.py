@@ -27,9 +27,10 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .data import predefined_split
+from .doctor import SkorchDoctor
 from .utils import to_numpy, to_tensor
 
-__all__ = ["SliceDict", "SliceDataset", "DataFrameTransformer", "predefined_split"]
+__all__ = ["SliceDict", "SliceDataset", "DataFrameTransformer", "SkorchDoctor", "predefined_split"]
 
 
 def _rows(value: Any) -> int:
