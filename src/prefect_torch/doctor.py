@@ -12,7 +12,7 @@ Example
 >>> from prefect_torch import NeuralNetClassifier
 >>> from prefect_torch.helper import SkorchDoctor
 >>> module = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(dim=-1))
->>> net = NeuralNetClassifier(module, max_epochs=2, batch_size=8, train_split=None)
+>>> net = NeuralNetClassifier(module, max_epochs=2, batch_size=8, train_split=None, verbose=0)
 >>> X, y = np.random.rand(16, 4).astype("float32"), np.arange(16) % 2
 >>> doctor = SkorchDoctor(net).fit(X, y)
 >>> len(doctor.activation_recs_["module"])  # 2 epochs x 2 batches
@@ -135,8 +135,8 @@ class SkorchDoctor:
 
     def _begin_step(self) -> None:
         self._recording = True
-        self._step_acts = {name: {} for name in self.module_names_}
-        self._step_grads = {name: {} for name in self.module_names_}
+        self._step_acts: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.module_names_}
+        self._step_grads: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.module_names_}
         self._before = {name: {key: p.detach().clone() for key, p in self._learnable(part)}
                         for name, part in self._parts().items()}
 
