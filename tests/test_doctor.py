@@ -188,6 +188,11 @@ def test_over_time_plots_one_curve_per_step(plt, spied):
     assert len(ax.get_lines()) == 4
     with pytest.raises(ValueError, match="No parameter named 'nope'"):
         doctor.plot_gradient_over_time("nope")
+    (line,) = doctor.plot_param_update_over_time("0.weight").get_lines()
+    np.testing.assert_allclose(
+        line.get_ydata(), np.log10([r["0.weight"] for r in doctor.param_update_recs_["module"]]))
+    with pytest.raises(ValueError, match="No parameter named 'nope'"):
+        doctor.plot_param_update_over_time("nope")
 
 
 def test_plots_need_a_fit_and_name_the_install(monkeypatch, data):

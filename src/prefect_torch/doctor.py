@@ -384,3 +384,24 @@ class SkorchDoctor:
                             "Use doctor.get_param_names() to check all parameters.")
         return self._over_time(values, ax, lw, bins, color, figsize, interpolate,
                                f"gradients of {param_name} over time", **kwargs)
+
+    def plot_param_update_over_time(self, param_name: str, ax: Any = None, figsize: Any = None,
+                                    **kwargs: Any) -> Any:
+        """log10 of one parameter's relative update at every training step (a line)."""
+        self._check_fitted()
+        for part_recs in self.param_update_recs_.values():
+            if part_recs and param_name in part_recs[0]:
+                values = np.array([rec[param_name] for rec in part_recs], dtype=float)
+                break
+        else:
+            raise ValueError(f"No parameter named '{param_name}' could be found. "
+                             "Use doctor.get_param_names() to check all parameters.")
+        plt = _import_pyplot()
+        if ax is None:
+            _, ax = plt.subplots(figsize=figsize or (12, 6))
+        with np.errstate(divide="ignore"):
+            ax.plot(np.log10(values), label=param_name, **kwargs)
+        ax.set_xlabel("step")
+        ax.set_ylabel("log10 relative update")
+        ax.set_title(f"updates of {param_name} over time")
+        return ax
