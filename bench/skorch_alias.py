@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-RENAMED = {"skorch.dataset": "prefect_torch.data"}
+RENAMED = {"skorch.dataset": "prefect_torch.data", "skorch.cli": "prefect_torch.cli_args"}
 TESTS_PACKAGE = "skorch.tests"
 # self-contained helper modules of the installed skorch that the tests use as fixtures only
 # (``_version.Version`` compares torch versions in two fixtures); they import nothing of skorch

@@ -297,3 +297,15 @@ def test_table_with_user_callbacks_matches_skorch(data):
     _, ours = fit_with_sink(data, max_epochs=3, callbacks=[
         EpochScoring("f1", lower_is_better=False), LRScheduler("StepLR", step_size=1, gamma=0.5)])
     assert without_dur(ours) == without_dur(theirs)
+
+
+def test_highlight_colours_follow_ansi_order(data, color_terminal):
+    """Improved metrics take utils.Ansi's colours column by column, from CYAN on (skorch's order)."""
+    from prefect_torch.utils import Ansi
+
+    color_terminal = color_terminal()
+    net = fit(make_net(max_epochs=1), data)
+    first_row = color_terminal.readouterr().out.splitlines()[2]
+    for key, colour in zip(("train_loss", "valid_acc", "valid_loss"), (Ansi.CYAN, Ansi.GREEN, Ansi.MAGENTA)):
+        value = f"{net.history[0, key]:.4f}"
+        assert f"{colour.value}{value}{Ansi.ENDC.value}" in first_row, (key, first_row)

@@ -26,10 +26,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .cli_args import parse_args
 from .data import predefined_split
+from .doctor import SkorchDoctor
 from .utils import to_numpy, to_tensor
 
-__all__ = ["SliceDict", "SliceDataset", "DataFrameTransformer", "predefined_split"]
+__all__ = ["SliceDict", "SliceDataset", "DataFrameTransformer", "SkorchDoctor", "parse_args",
+           "predefined_split"]
 
 
 def _rows(value: Any) -> int:

@@ -13,11 +13,28 @@ import itertools
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence
+
+
+class Ansi(Enum):
+    """Terminal colour codes; ``PrintLog`` highlights improved metrics with them, in this order
+    from ``CYAN`` on (``ENDC`` ends a colour).
+
+    >>> f"{Ansi.GREEN.value}0.25{Ansi.ENDC.value}" == "\\033[32m0.25\\033[0m"
+    True
+    """
+
+    BLUE = "\033[94m"
+    CYAN = "\033[36m"
+    GREEN = "\033[32m"
+    MAGENTA = "\033[35m"
+    RED = "\033[31m"
+    ENDC = "\033[0m"
 
 
 def is_dataframe(x: Any) -> bool:

@@ -12,10 +12,11 @@ import sys
 import time
 from typing import Any, Callable, Iterable
 
+from ..utils import Ansi
 from .base import Callback, wants_output
 
-_COLORS = ("\033[36m", "\033[32m", "\033[35m", "\033[34m", "\033[33m")  # cyan, green, magenta...
-_RESET = "\033[0m"
+_COLORS = tuple(c.value for c in (Ansi.CYAN, Ansi.GREEN, Ansi.MAGENTA, Ansi.RED, Ansi.BLUE))
+_RESET = Ansi.ENDC.value
 
 
 class EpochTimer(Callback):
