@@ -100,3 +100,10 @@ def test_the_console_command_runs(trained):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "all versions intact" in done.stdout
+
+
+def test_help_shows_plain_text_without_rst_markup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert "prefect-torch: look into checkpoint directories" in shown and "``" not in shown
