@@ -216,3 +216,21 @@ def test_repr_masks_credentials():
     assert "AKIA123" not in text and "s3cr3t" not in text
     assert "'endpoint_url': 'http://127.0.0.1:9000'" in text and "'secret': '***'" in text
     assert cp.get_params()["storage_options"]["secret"] == "s3cr3t"  # clone still gets the real ones
+
+
+def test_train_end_checkpoint_adds_no_version_when_a_rerun_trains_no_epoch(tmp_path, data):
+    def run(max_epochs):
+        cp = Checkpoint(monitor=None, dirname=str(tmp_path))
+        train_end = TrainEndCheckpoint(dirname=str(tmp_path))
+        net = _fit(data, cp, train_end, LoadInitState(cp, until_max_epochs=True), max_epochs=max_epochs)
+        return net, train_end
+
+    net, train_end = run(3)
+    saved = train_end.store().read_manifest()
+    assert [v.epoch for v in saved.versions] == [3]
+    rerun, train_end = run(3)  # every epoch done: trains nothing
+    assert len(rerun.history) == 3 and train_end.epochs_run_ == 0
+    assert train_end.store().read_manifest().versions == saved.versions
+    _, train_end = run(5)  # more epochs: saved again
+    assert [v.epoch for v in train_end.store().read_manifest().versions] == [3, 5]
+

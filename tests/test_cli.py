@@ -199,3 +199,10 @@ def test_export_from_s3_with_the_environment_credentials(s3_server, data, tmp_pa
     assert main(["export", url, str(tmp_path / "out"), "--version", "2"]) == 0
     state = torch.load(tmp_path / "out" / "params.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in net.module_.state_dict().items())
+
+
+def test_help_shows_plain_text_without_rst_markup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert "prefect-torch: look into checkpoint directories" in shown and "``" not in shown

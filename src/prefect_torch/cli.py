@@ -286,7 +286,7 @@ def _add_version_commands(commands: Any, listing: argparse.ArgumentParser) -> No
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="prefect-torch", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="prefect-torch", description=__doc__.split("\n\n")[0].replace("``", ""))
     commands = top.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("checkpoints", help="list the versions in a checkpoint directory or URL")
     listing.add_argument("directory", help="a local folder or an fsspec URL such as s3://bucket/run")

@@ -507,7 +507,9 @@ class _HistoryOnly:
 
 class TrainEndCheckpoint(_SavesFiles):
     """Saves the net once, when training ends (default file names start with ``train_end_``),
-    unless the last epoch's loss is not finite (see ``skip_non_finite`` of :class:`Checkpoint`).
+    unless the last epoch's loss is not finite (see ``skip_non_finite`` of :class:`Checkpoint`),
+    or the fit trained no epoch and the current ``train_end_`` version already holds the net's last
+    epoch (a re-run with every epoch done adds no duplicate version).
 
     >>> import os, tempfile
     >>> from prefect_torch import NeuralNetClassifier
@@ -562,14 +564,32 @@ class TrainEndCheckpoint(_SavesFiles):
         self.checkpoint()
         return self
 
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        self.epochs_run_ = 0
+
+    def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
+        self.epochs_run_ = getattr(self, "epochs_run_", 0) + 1
+
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         checkpoint = self.checkpoint()
         if self.skip_non_finite and len(net.history) and checkpoint._skip_non_finite(net):
+            return
+        if self._already_saved(net, checkpoint):
             return
         checkpoint.store().begin() if checkpoint.uses_store() else None
         checkpoint.save_model(net)
         checkpoint.wait()
         emit(self.sink, "Final checkpoint triggered", net.verbose)
+
+    def _already_saved(self, net: Any, checkpoint: Checkpoint) -> bool:
+        """True when this fit trained no epoch and the current ``train_end_`` version already holds
+        the net's last epoch (a re-run with every epoch done): saving again would only add a
+        duplicate version. Otherwise (skorch's behaviour) the net is saved, even after no epoch."""
+        if getattr(self, "epochs_run_", None) != 0 or not len(net.history) or not checkpoint.uses_store():
+            return False
+        manifest = checkpoint.store().read_manifest()
+        return manifest is not None and manifest.current is not None \
+            and manifest.current_epoch == len(net.history)
 
     # what LoadInitState and load_params(checkpoint=...) use
     def files_to_load(self, net: Any, version: VersionName | None = None) -> dict[str, Any]:
