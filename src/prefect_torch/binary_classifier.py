@@ -18,7 +18,7 @@ import torch
 from sklearn.base import ClassifierMixin
 from torch import nn
 
-from .callbacks import EpochScoring
+from .callbacks.scoring import with_valid_accuracy
 from .data import ValidSplit
 from .net import NeuralNet
 from .utils import is_torch_dataset, to_numpy
@@ -60,9 +60,7 @@ class NeuralNetBinaryClassifier(ClassifierMixin, NeuralNet):
         self.threshold = threshold
 
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
-        defaults = super().get_default_callbacks()
-        scoring = ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False))
-        return defaults[:-1] + [scoring] + defaults[-1:]
+        return with_valid_accuracy(super().get_default_callbacks())
 
     @property
     def classes_(self) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from sklearn.base import ClassifierMixin
 from torch import nn
 
-from .callbacks import EpochScoring
+from .callbacks.scoring import with_valid_accuracy
 from .data import ValidSplit, targets_of
 from .net import NeuralNet
 from .utils import is_torch_dataset, to_numpy, yields_targets
@@ -39,9 +39,7 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
         self.classes = classes
 
     def get_default_callbacks(self) -> list[tuple[str, Any]]:
-        defaults = super().get_default_callbacks()
-        scoring = ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False))
-        return defaults[:-1] + [scoring] + defaults[-1:]
+        return with_valid_accuracy(super().get_default_callbacks())
 
     @property
     def classes_(self) -> np.ndarray:

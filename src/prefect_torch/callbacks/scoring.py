@@ -247,3 +247,14 @@ class EpochScoring(_Scoring):
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         self._reset_cache()
+
+
+def with_valid_accuracy(defaults: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A classifier's default callbacks: ``defaults`` with a ``valid_acc`` :class:`EpochScoring`
+    inserted before the last one (``PrintLog``, which prints it).
+
+    >>> [name for name, _ in with_valid_accuracy([("epoch_timer", None), ("print_log", None)])]
+    ['epoch_timer', 'valid_acc', 'print_log']
+    """
+    scoring = ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False))
+    return defaults[:-1] + [scoring] + defaults[-1:]
