@@ -21,12 +21,11 @@ os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNIN
 
 import torch  # noqa: E402
 from prefect import flow, runtime  # noqa: E402
-from prefect.settings import PREFECT_UI_URL  # noqa: E402
 
 from prefect_torch import NeuralNetClassifier, cli  # noqa: E402
 from prefect_torch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint  # noqa: E402
 from prefect_torch.examples import MyModule, make_data  # noqa: E402
-from prefect_torch.orchestration import fit_in_flow  # noqa: E402
+from prefect_torch.orchestration import fit_in_flow, flow_run_url  # noqa: E402
 
 
 @flow(name="train-example", retries=1)
@@ -44,10 +43,10 @@ def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr
     elif load_state.loaded_epoch_:
         print(f"\nresumed after epoch {load_state.loaded_epoch_} from {dirname}")
     print(f"training accuracy: {net.score(X, y):.4f}")
-    ui = PREFECT_UI_URL.value()
-    if ui:
-        print(f"\nthis run in the Prefect UI:  {ui}/runs/flow-run/{runtime.flow_run.id}\n"
-              f"its checkpoints (artifacts):  {ui}/v2/runs/flow-run/{runtime.flow_run.id}?tab=Artifacts")
+    run_link = flow_run_url(runtime.flow_run.id)  # the UI the server opens by default, for both links
+    if run_link:
+        print(f"\nthis run in the Prefect UI:  {run_link}\n"
+              f"its checkpoints (artifacts):  {flow_run_url(runtime.flow_run.id, tab='Artifacts')}")
     return record
 
 

@@ -20,10 +20,11 @@ only part of prefect-torch that imports Prefect.
 """
 from .fencing import ResumeLimitError
 from .fit import fit_in_flow
+from .links import artifact_key_url, flow_run_url, ui_url
 from .flows import train_flow
 from .run import Attempt, TrainingRun, plan_run
 from .signals import TrainingInterrupted
 from .sweep import sweep_flow
 
 __all__ = ["fit_in_flow", "train_flow", "sweep_flow", "ResumeLimitError", "TrainingInterrupted", "TrainingRun",
-           "Attempt", "plan_run"]
+           "Attempt", "plan_run", "ui_url", "flow_run_url", "artifact_key_url"]
