@@ -1,6 +1,7 @@
 """The orchestration layer's parts that need no Prefect server: claims and fencing rules, the
 resume policy, epochs per task, records, and undoing a failed epoch."""
 import json
+import pathlib
 
 import pytest
 import torch
@@ -235,8 +236,11 @@ def test_records_and_table_rows_follow_the_manifest(tmp_path):
     assert all("dur" not in r for r in rows)
     current = checkpoint_record(store, manifest)
     assert current["epoch"] == 3 and current["sha256"] == manifest.version(manifest.current).files["params.pt"].sha256
-    assert rows[1]["sha256"] == current["sha256"][:16]
-    assert rows[1]["uri"] == "file://" + current["uri"]
+    # the key columns first (they must fit a laptop's screen in the UI), the folder relative to the directory
+    assert list(rows[1]) == ["epoch", "version", "current", "best", "valid_loss", "size", "sha256", "folder"]
+    assert rows[1]["sha256"] == current["sha256"][:12]
+    assert rows[1]["folder"] == manifest.version(manifest.current).folder
+    assert tmp_path / rows[1]["folder"] == pathlib.Path(current["uri"])
     json.dumps(current)  # small and JSON-able
     assert checkpoint_record(store, manifest, "best")["epoch"] == 2
     assert checkpoint_record(store, None) is None and checkpoint_rows(store, None) == []

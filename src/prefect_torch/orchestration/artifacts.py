@@ -25,15 +25,22 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from ..checkpoint import CheckpointStore, Manifest
-from .records import checkpoint_record, checkpoint_rows, markdown_location
+from .records import SHA256_SHOWN, checkpoint_record, checkpoint_rows, markdown_location
 
 log = logging.getLogger("prefect_torch.orchestration")
 
 
 def table_description(experiment: str, url: str) -> str:
     return (f"Checkpoints of experiment **{experiment}** in {markdown_location(url)}, one row per committed version "
-            "kept there (oldest first). *current* is what a resumed run loads, *best* the version "
-            "with the best validation score; sha256 is the first 16 hex digits of the weights file's hash.")
+            "kept there (oldest first); *folder* is the version's folder in that directory. *current* is what a "
+            "resumed run loads, *best* the version with the best validation score; sha256 is the first "
+            f"{SHA256_SHOWN} hex digits of the weights file's hash.")
+
+
+def progress_description(experiment: str, epoch: int, target: int) -> str:
+    """What the progress card says: the cards of both Prefect UIs show an artifact's description,
+    not its value, so the description leads with the value (and is updated with it)."""
+    return f"**{_percent(epoch, target):g}%** trained: epoch {epoch} of {target} (experiment {experiment})"
 
 
 def summary_markdown(experiment: str, store: CheckpointStore, manifest: Manifest | None, epoch: int,
@@ -93,7 +100,7 @@ class ArtifactPublisher:
             description=f"Current and best checkpoint of experiment {self.experiment}, where their files are"))
         self._ids["progress"] = cast(UUID, create_progress_artifact(
             _percent(epoch, target), key=f"{self.key}-progress",
-            description=f"Epochs of experiment {self.experiment} trained, of {target}"))
+            description=progress_description(self.experiment, epoch, target)))
         context = contextvars.copy_context()  # the API settings of this run
         self._thread = threading.Thread(target=context.run, args=(self._loop,), daemon=True,
                                         name=f"prefect-torch-artifacts-{self.key}")
@@ -141,7 +148,8 @@ class ArtifactPublisher:
         manifest, epoch, target = state["manifest"], state["epoch"], state["target"]
         raw = manifest.to_json() if manifest is not None else None
         try:
-            client.update_artifact(self._ids["progress"], ArtifactUpdate(data=_percent(epoch, target)))
+            client.update_artifact(self._ids["progress"], ArtifactUpdate(
+                data=_percent(epoch, target), description=progress_description(self.experiment, epoch, target)))
             if full and raw != sent:
                 rows = checkpoint_rows(self.store, manifest)
                 # JSON (NaN as null) as create_table_artifact sends it; _sync as Prefect calls it itself

@@ -57,9 +57,14 @@ def checkpoint_record(store: CheckpointStore, manifest: Manifest | None, which: 
     }
 
 
+SHA256_SHOWN = 12  # hex digits of a weights file's sha256 in the checkpoints table
+
+
 def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[dict[str, Any]]:
-    """One table row per committed version, oldest first: epoch, metrics, current/best marks,
-    size, sha256 of the weights and the folder's uri."""
+    """One table row per committed version, oldest first, the key columns first so that they fit
+    a laptop's screen: epoch, version, current/best marks, metrics, then size, the first
+    :data:`SHA256_SHOWN` hex digits of the weights' sha256 and the version's folder relative to
+    the checkpoint directory (which the table's description names)."""
     if manifest is None:
         return []
     rows = []
@@ -70,13 +75,12 @@ def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[d
         metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in reported_metrics(entry["metrics"]).items()}
         rows.append({
             "epoch": entry["epoch"],
-            **metrics,
+            "version": entry["version"],
             "current": "current" if entry["current"] else "",
             "best": "best" if entry["best"] else "",
+            **metrics,
             "size": human_size(entry["size"]),
-            "sha256": version.files[weights].sha256[:16] if weights else "",
-            "uri": location_link(entry["folder"]),
-            "version": entry["version"],
+            "sha256": version.files[weights].sha256[:SHA256_SHOWN] if weights else "",
+            "folder": version.folder,
         })
     return rows
-
