@@ -20,8 +20,8 @@ only part of prefect-torch that imports Prefect.
 """
 from .fencing import ResumeLimitError
 from .fit import fit_in_flow
-from .links import artifact_key_url, flow_run_url, ui_url
 from .flows import train_flow
+from .links import artifact_key_url, flow_run_url, ui_url
 from .run import Attempt, TrainingRun, plan_run
 from .signals import TrainingInterrupted
 from .sweep import sweep_flow
