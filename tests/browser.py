@@ -1,11 +1,15 @@
 """A real browser for the UI tests: headless Chromium driven by Selenium, offline.
 
 The ``browser`` fixture (session scope) yields one ``selenium.webdriver.Chrome``; a test module
-uses it with ``from browser import browser  # noqa: F401``. The helpers below read what the
-Prefect UI (the v2 UI bundled in the ``prefect`` wheel) renders:
+uses it with ``from browser import browser  # noqa: F401``. The helpers below read what the two
+Prefect UIs bundled in the ``prefect`` wheel render; each takes ``ui="v2"`` (the default UI of
+prefect 3.9, under ``/v2``) or ``ui="v1"`` (the old one, at the root):
 
-- :func:`open_artifact_table` - the latest table artifact of a key, as rows of cell texts;
+- :func:`open_artifact_table` - the latest table artifact of a key, as rows of cell texts (all pages);
 - :func:`open_markdown_artifact` - the latest markdown artifact of a key, as rendered text;
+  :func:`markdown_images` and :func:`markdown_code_blocks` - its images and code blocks;
+- :func:`read_progress` - a progress artifact's text; :func:`table_header_extents` - where a
+  table's header cells end, against what the window shows;
 - :func:`open_flow_run_artifacts` - the cards of a flow run's Artifacts tab;
 - :func:`save_screenshot` - a PNG of the current page under ``tests/output/ui/``.
 
@@ -16,10 +20,11 @@ try to download a driver); Chromium runs with a fresh profile and its background
 Without Chromium (or chromedriver, or the ``selenium`` package) the tests that use ``browser``
 are skipped - unless ``PREFECT_TORCH_REQUIRE_BROWSER`` is set (CI), which makes them fail instead.
 
-UI routes (v2 UI, under ``/v2`` of the server; ``/`` redirects there, while ``/artifacts`` without
-the prefix is the old v1 UI): ``/v2/artifacts`` (latest per key), ``/v2/artifacts/key/<key>``
-(versions, newest first), ``/v2/artifacts/artifact/<id>`` (one artifact rendered) and
-``/v2/runs/flow-run/<id>?tab=Artifacts``.
+UI routes, the same in both UIs under their base (:func:`ui_base`: ``/v2`` for v2, ``/`` for v1;
+``/`` itself redirects a browser to the default UI): ``/artifacts`` (latest per key),
+``/artifacts/key/<key>`` (versions, newest first), ``/artifacts/artifact/<id>`` (one artifact
+rendered), ``/runs/flow-run/<id>?tab=Artifacts`` (v1 ignores the tab; see
+:func:`open_flow_run_artifacts`).
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 REQUIRE_ENV = "PREFECT_TORCH_REQUIRE_BROWSER"
 OUTPUT_ENV = "PREFECT_TORCH_TEST_OUTPUT"
 WAIT_TIMEOUT = 30.0  # seconds for a page to render; a page renders in 0.5-2 s on a 2-core machine
-WINDOW_SIZE = (1600, 1000)
+WINDOW_SIZE = (1600, 900)  # a laptop screen: the tables must fit it
 
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -68,13 +73,39 @@ CHROMIUM_FLAGS = (
     "--remote-debugging-pipe",
 )
 
-# DOM of the v2 UI (prefect 3.9)
-TABLE_ROOT = '[data-testid="table-display"]'
-MARKDOWN_ROOT = '[data-testid="markdown-display"]'
-FLOW_RUN_ARTIFACTS = '[data-testid="flow-run-artifacts-grid"]'
+# What the two UIs of prefect 3.9 render (class names and test ids of their DOM)
+UIS = ("v1", "v2")
+
+
+@dataclass(frozen=True)
+class UiDom:
+    """CSS selectors of one UI: the roots of a table / markdown / progress artifact's rendering, the
+    flow run's artifact cards and the parts of a card."""
+
+    table: str
+    markdown: str
+    progress: str
+    run_artifacts: str
+    card_type: str
+    card_key: str
+    card_description: str
+
+
+DOM = {
+    "v2": UiDom(table='[data-testid="table-display"]', markdown='[data-testid="markdown-display"]',
+                progress='[data-testid="progress-display"]', run_artifacts='[data-testid="flow-run-artifacts-grid"]',
+                card_type='[data-slot="card-header"]', card_key="h3, h4",
+                card_description=".text-muted-foreground.truncate, .italic"),
+    "v1": UiDom(table=".artifact-data-table", markdown=".artifact-data-view .artifact-data-markdown",
+                progress=".artifact-data-view .artifact-data-progress",
+                run_artifacts=".flow-run-artifacts .p-virtual-scroller", card_type=".artifact-card__subheader",
+                card_key=".artifact-card__title", card_description=".artifact-card__description-container"),
+}
 ARTIFACT_LINK = 'a[href*="/artifacts/artifact/"]'
-NEXT_PAGE = 'button[aria-label="Go to next page"]'
+NEXT_PAGE = 'button[aria-label="Go to next page"]'  # v2 pages tables (10 rows); v1 shows all rows
 SKELETON = '[data-slot="skeleton"], .animate-pulse'
+V1_ARTIFACTS_TAB = "li.p-tab#artifacts"
+
 
 def find_browser() -> tuple[str | None, str | None]:
     """Paths of the Chromium executable and of chromedriver (None where not installed)."""
@@ -165,25 +196,34 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
-# --- locating the v2 UI ---------------------------------------------------------------------------
+# --- locating the UIs ----------------------------------------------------------------------------
 
-def ui_v2_url(ui_url: str) -> str:
-    """The base URL of the v2 UI for a server's UI URL (``http://127.0.0.1:4200`` -> ``.../v2``).
+def ui_base(ui_url: str, ui: str = "v2") -> str:
+    """The base URL of the ``ui`` ("v1" or "v2") of a server whose UI is at ``ui_url``
+    (``http://127.0.0.1:4200`` -> ``http://127.0.0.1:4200/v2`` for v2, itself for v1).
 
-    Asks the server's ``/ui-settings`` for ``v2_base_url``; falls back to ``<ui_url>/v2``.
+    Asks the server's ``/ui-settings`` for ``v1_base_url`` / ``v2_base_url``; falls back to
+    ``<ui_url>`` (v1) and ``<ui_url>/v2``.
     """
+    if ui not in UIS:
+        raise ValueError(f"ui={ui!r}: the Prefect server serves {UIS}")
     ui_url = ui_url.rstrip("/")
-    if ui_url.endswith("/v2"):
-        return ui_url
+    ui_url = ui_url.removesuffix("/v2")
     try:
         with urllib.request.urlopen(f"{ui_url}/ui-settings", timeout=10) as response:
-            v2_base = json.load(response).get("v2_base_url")
+            base = json.load(response).get(f"{ui}_base_url")
     except (OSError, ValueError, urllib.error.URLError):
-        v2_base = None
-    if not v2_base:
-        return f"{ui_url}/v2"
+        base = None
+    if not base:
+        return f"{ui_url}/v2" if ui == "v2" else ui_url
     parts = urllib.parse.urlsplit(ui_url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, v2_base.rstrip("/"), "", ""))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, base.rstrip("/"), "", ""))
+
+
+def ui_of(url: str) -> str:
+    """Which UI a browser's URL shows: "v2" under ``/v2``, else "v1"."""
+    path = urllib.parse.urlsplit(url).path
+    return "v2" if path == "/v2" or path.startswith("/v2/") else "v1"
 
 
 def _wait(browser: Any, condition: Any, what: str, timeout: float = WAIT_TIMEOUT) -> Any:
@@ -205,11 +245,12 @@ def _wait(browser: Any, condition: Any, what: str, timeout: float = WAIT_TIMEOUT
 class RenderedTable:
     header: list[str]
     rows: list[list[str]]
-    page: str  # the pager's "Page i of n"
+    page: str  # the pager's "Page i of n" (v2; "" in v1, which shows every row)
 
 
-_READ_TABLE_JS = f"""
-const root = document.querySelector('{TABLE_ROOT}');
+def _read_table_js(ui: str) -> str:
+    return f"""
+const root = document.querySelector('{DOM[ui].table}');
 if (!root) return null;
 const text = (el) => (el.textContent || '').trim();
 const header = [...root.querySelectorAll('thead th')].map(text);
@@ -221,14 +262,16 @@ return {{header, rows, pager}};
 """
 
 
-def read_table(browser: Any, previous_page: str | None = None) -> RenderedTable:
+def read_table(browser: Any, previous_page: str | None = None, ui: str = "v2") -> RenderedTable:
     """The table artifact on the current page, once rendered (and, if given, past ``previous_page``).
 
     Cell texts are the cells' full ``textContent`` (long values are only cut by CSS). An empty
     table (one ``No results`` cell spanning all columns) gives no rows.
     """
+    js = _read_table_js(ui)
+
     def rendered(driver: Any) -> RenderedTable | None:
-        snap = driver.execute_script(_READ_TABLE_JS)
+        snap = driver.execute_script(js)
         if not snap or not snap["header"] or not snap["rows"]:
             return None
         if previous_page is not None and snap["pager"] == previous_page:
@@ -241,19 +284,11 @@ def read_table(browser: Any, previous_page: str | None = None) -> RenderedTable:
             return None
         return RenderedTable(snap["header"], [[c[0] for c in row] for row in cells], snap["pager"])
 
-    return _wait(browser, rendered, "the table artifact's rows")
+    return _wait(browser, rendered, f"the table artifact's rows ({ui})")
 
 
-_CLICK_NEXT_JS = f"""
-const b = document.querySelector('{TABLE_ROOT} {NEXT_PAGE}');
-if (!b || b.disabled) return false;
-b.click();
-return true;
-"""
-
-
-def _read_all_pages(browser: Any) -> RenderedTable:
-    """All rows of a table artifact, following its pager (10 rows a page by default).
+def _read_all_pages(browser: Any, ui: str = "v2") -> RenderedTable:
+    """All rows of a table artifact, following the v2 pager (10 rows a page by default).
 
     The page re-renders once shortly after it first shows the table (its URL gains ``?tab=``),
     which can swallow a click; the next-page button is therefore looked up afresh and clicked
@@ -262,15 +297,23 @@ def _read_all_pages(browser: Any) -> RenderedTable:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    js = _read_table_js(ui)
+    click_next = f"""
+const b = document.querySelector('{DOM[ui].table} {NEXT_PAGE}');
+if (!b || b.disabled) return false;
+b.click();
+return true;
+"""
+
     def pager(driver: Any) -> str:
-        snap = driver.execute_script(_READ_TABLE_JS)
+        snap = driver.execute_script(js)
         return snap["pager"] if snap else ""
 
-    table = read_table(browser)
+    table = read_table(browser, ui=ui)
     rows = list(table.rows)
     while True:
         for _ in range(10):
-            if not browser.execute_script(_CLICK_NEXT_JS):
+            if not browser.execute_script(click_next):
                 return RenderedTable(table.header, rows, table.page)
             try:
                 WebDriverWait(browser, 3, poll_frequency=0.1).until(lambda d: pager(d) != table.page)
@@ -279,75 +322,163 @@ def _read_all_pages(browser: Any) -> RenderedTable:
                 continue
         else:
             raise AssertionError(f"the table's pager stayed at {table.page!r} on {browser.current_url}")
-        table = read_table(browser, previous_page=table.page)
+        table = read_table(browser, previous_page=table.page, ui=ui)
         rows.extend(table.rows)
 
 
-def latest_artifact_url(browser: Any, ui_url: str, key: str) -> str:
+def latest_artifact_url(browser: Any, ui_url: str, key: str, ui: str = "v2") -> str:
     """Opens ``/artifacts/key/<key>`` and returns the link of the newest version (listed first)."""
-    browser.get(f"{ui_v2_url(ui_url)}/artifacts/key/{urllib.parse.quote(key)}")
+    browser.get(f"{ui_base(ui_url, ui)}/artifacts/key/{urllib.parse.quote(key)}")
 
     def first_link(driver: Any) -> str | None:
         return driver.execute_script(
             f"const a = document.querySelector('{ARTIFACT_LINK}'); return a ? a.href : null;")
 
-    return _wait(browser, first_link, f"a version of artifact {key!r}")
+    return _wait(browser, first_link, f"a version of artifact {key!r} ({ui})")
 
 
-def open_artifact_table(browser: Any, ui_url: str, key: str) -> list[list[str]]:
+def open_artifact_table(browser: Any, ui_url: str, key: str, ui: str = "v2") -> list[list[str]]:
     """The rendered rows (cell texts, all pages) of the latest table artifact with ``key``.
 
     Goes through the UI as a user would: the key's version list, then the newest version's page.
-    The header is available afterwards via :func:`read_table` (``read_table(browser).header``).
+    The header is available afterwards via :func:`read_table` (``read_table(browser, ui=ui).header``).
     """
-    browser.get(latest_artifact_url(browser, ui_url, key))
-    return _read_all_pages(browser).rows
+    browser.get(latest_artifact_url(browser, ui_url, key, ui))
+    return _read_all_pages(browser, ui).rows
 
 
-def open_artifact(browser: Any, ui_url: str, artifact_id: str) -> None:
+def open_artifact(browser: Any, ui_url: str, artifact_id: str, ui: str = "v2") -> None:
     """Opens one artifact's page, ``/artifacts/artifact/<id>``."""
-    browser.get(f"{ui_v2_url(ui_url)}/artifacts/artifact/{artifact_id}")
+    browser.get(f"{ui_base(ui_url, ui)}/artifacts/artifact/{artifact_id}")
 
 
-def open_markdown_artifact(browser: Any, ui_url: str, key: str) -> tuple[str, list[str]]:
+def open_markdown_artifact(browser: Any, ui_url: str, key: str, ui: str = "v2") -> tuple[str, list[str]]:
     """The rendered text and the link targets of the latest markdown artifact with ``key``."""
-    browser.get(latest_artifact_url(browser, ui_url, key))
+    browser.get(latest_artifact_url(browser, ui_url, key, ui))
+    return read_markdown(browser, ui)
 
+
+def read_markdown(browser: Any, ui: str = "v2") -> tuple[str, list[str]]:
+    """The rendered text and the link targets of the markdown artifact on the current page."""
     def rendered(driver: Any) -> tuple[str, list[str]] | None:
         snap = driver.execute_script(
-            f"const r = document.querySelector('{MARKDOWN_ROOT}'); if (!r) return null; "
+            f"const r = document.querySelector('{DOM[ui].markdown}'); if (!r) return null; "
             "return [r.innerText, [...r.querySelectorAll('a')].map((a) => a.getAttribute('href'))];")
         return (snap[0].strip(), snap[1]) if snap and snap[0].strip() else None
 
-    return _wait(browser, rendered, f"markdown artifact {key!r}")
+    return _wait(browser, rendered, f"a markdown artifact ({ui})")
+
+
+@dataclass
+class RenderedImage:
+    alt: str
+    natural_width: int  # 0: the browser could not decode it
+    src_prefix: str  # the first characters of its src (``data:image/png;base64,...``)
+
+
+def markdown_images(browser: Any, ui: str = "v2") -> list[RenderedImage]:
+    """The images of the markdown artifact on the current page, once each has finished loading."""
+    js = f"""
+const r = document.querySelector('{DOM[ui].markdown}');
+if (!r) return null;
+const imgs = [...r.querySelectorAll('img')];
+if (!imgs.every((i) => i.complete)) return null;
+return imgs.map((i) => [i.alt, i.naturalWidth, (i.getAttribute('src') || '').slice(0, 30)]);
+"""
+    snap = _wait(browser, lambda d: d.execute_script(js), f"the markdown's images to load ({ui})")
+    return [RenderedImage(*image) for image in snap]
+
+
+def markdown_code_blocks(browser: Any, ui: str = "v2") -> list[str]:
+    """The text of each code block (``<pre>``) of the markdown artifact on the current page, as
+    the browser shows it (``innerText``: what a user selects and copies)."""
+    js = f"const r = document.querySelector('{DOM[ui].markdown}'); " \
+         "return r ? [...r.querySelectorAll('pre')].map((p) => p.innerText) : null;"
+    return _wait(browser, lambda d: d.execute_script(js), f"the markdown's code blocks ({ui})")
+
+
+def read_progress(browser: Any, ui: str = "v2") -> str:
+    """The text of the progress artifact on the current page (``Progress: 70%``)."""
+    js = f"const p = document.querySelector('{DOM[ui].progress}'); return p ? p.innerText.trim() : null;"
+    return _wait(browser, lambda d: d.execute_script(js), f"a progress artifact ({ui})")
+
+
+@dataclass
+class HeaderCell:
+    text: str
+    right: float  # the header cell's right edge in the viewport (px)
+    visible_right: float  # the right edge of what its scrolling boxes and the window leave visible
+
+
+def table_header_extents(browser: Any, ui: str = "v2") -> tuple[list[HeaderCell], int]:
+    """Where the table artifact's header cells end, and the window's width (``innerWidth``).
+
+    ``visible_right`` is the least right edge of the window and of each ancestor that clips or
+    scrolls horizontally: a cell with ``right <= visible_right`` shows without scrolling.
+    """
+    js = f"""
+const root = document.querySelector('{DOM[ui].table}');
+if (!root) return null;
+const cells = [...root.querySelectorAll('thead th')].map((th) => {{
+    let visible = window.innerWidth;
+    for (let el = th.parentElement; el; el = el.parentElement) {{
+        if (getComputedStyle(el).overflowX !== 'visible') visible = Math.min(visible, el.getBoundingClientRect().right);
+    }}
+    return [(th.textContent || '').trim(), th.getBoundingClientRect().right, visible];
+}});
+return cells.length ? [cells, window.innerWidth] : null;
+"""
+    wait_until_settled(browser, WAIT_TIMEOUT)  # widths in the UI's own font
+    cells, width = _wait(browser, lambda d: d.execute_script(js), f"the table's header ({ui})")
+    return [HeaderCell(*cell) for cell in cells], width
 
 
 @dataclass
 class ArtifactCard:
-    type: str  # TABLE, MARKDOWN, PROGRESS, LINK, ...
+    type: str  # TABLE, MARKDOWN, PROGRESS, LINK, ... (upper case in both UIs)
     key: str
     url: str
+    description: str = ""  # its rendered description (what the card says besides key and date)
 
 
 def open_flow_run_artifacts(browser: Any, ui_url: str, flow_run_id: str,
-                            expect: int = 1) -> list[ArtifactCard]:
-    """The artifact cards of a flow run's Artifacts tab (waits for at least ``expect`` cards)."""
-    browser.get(f"{ui_v2_url(ui_url)}/runs/flow-run/{flow_run_id}?tab=Artifacts")
-    js = f"""
-    const grid = document.querySelector('{FLOW_RUN_ARTIFACTS}');
-    if (!grid) return null;
-    return [...grid.querySelectorAll('{ARTIFACT_LINK}')].map((a) => [
-        (a.querySelector('[data-slot="card-header"]') || a).textContent.trim(),
-        (a.querySelector('h3') || a).textContent.trim(), a.href]);
+                            expect: int = 1, ui: str = "v2") -> list[ArtifactCard]:
+    """The artifact cards of a flow run's Artifacts tab (waits for at least ``expect`` cards).
+
+    v1 shows the Logs tab first whatever ``?tab=`` says (the tab list is not ready when it reads
+    it), so the Artifacts tab is clicked there.
     """
+    browser.get(f"{ui_base(ui_url, ui)}/runs/flow-run/{flow_run_id}?tab=Artifacts")
+    if ui == "v1":
+        click = f"const t = document.querySelector('{V1_ARTIFACTS_TAB}'); if (!t) return false; t.click(); return true;"
+        _wait(browser, lambda d: d.execute_script(click), "the v1 flow run's Artifacts tab")
+    return read_flow_run_artifacts(browser, expect, ui)
+
+
+def read_flow_run_artifacts(browser: Any, expect: int = 1, ui: str = "v2") -> list[ArtifactCard]:
+    """The artifact cards on the current page, a flow run's Artifacts tab (at least ``expect``)."""
+    dom = DOM[ui]
+    js = f"""
+const grid = document.querySelector('{dom.run_artifacts}');
+if (!grid) return null;
+const text = (card, sel) => {{ const el = card.querySelector(sel); return el ? el.textContent.trim() : ''; }};
+return [...grid.querySelectorAll('{ARTIFACT_LINK}')].map((a) => [
+    text(a, '{dom.card_type}').toUpperCase(), text(a, '{dom.card_key}'), a.href, text(a, '{dom.card_description}')]);
+"""
 
     def cards(driver: Any) -> list[ArtifactCard] | None:
         snap = driver.execute_script(js)
-        if snap is None or len(snap) < expect:
-            return None
+        if snap is None or len(snap) < expect or not all(card[3] for card in snap):
+            return None  # (a card without a description says so: "No description")
         return [ArtifactCard(*card) for card in snap]
 
-    return _wait(browser, cards, f"{expect} artifact card(s) of flow run {flow_run_id}")
+    return _wait(browser, cards, f"{expect} artifact card(s) of the flow run ({ui})")
+
+
+def scroll_into_view(browser: Any, selector: str) -> None:
+    """Scrolls the first element matching ``selector`` to the top of the window (for screenshots)."""
+    browser.execute_script(
+        "const el = document.querySelector(arguments[0]); if (el) el.scrollIntoView({block: 'start'});", selector)
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -361,15 +492,17 @@ def output_dir() -> pathlib.Path:
 
 
 def wait_until_settled(browser: Any, timeout: float = 5.0) -> bool:
-    """Waits (at most ``timeout`` s) until the page shows no loading skeleton; False if it still does.
+    """Waits (at most ``timeout`` s) until the page's web fonts have loaded and it shows no loading
+    skeleton; False if it still does not.
 
     The v2 UI draws grey placeholders (``data-slot="skeleton"``, ``animate-pulse``) while a lazy
-    part loads, e.g. the flow-run graph; a screenshot taken then shows a big grey box.
+    part loads, e.g. the flow-run graph; a screenshot taken then shows a big grey box. Until its
+    font (Inter) has loaded, text is drawn in a wider fallback font.
     """
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    js = f"return document.querySelectorAll('{SKELETON}').length === 0;"
+    js = f"return document.fonts.status === 'loaded' && document.querySelectorAll('{SKELETON}').length === 0;"
     try:
         WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(js))
     except TimeoutException:
@@ -392,8 +525,9 @@ def save_screenshot(browser: Any, name: str, settle: float = 5.0) -> pathlib.Pat
 
 
 __all__ = [
-    "ArtifactCard", "RenderedTable", "browser", "browser_required", "find_browser",
-    "latest_artifact_url", "open_artifact", "open_artifact_table", "open_flow_run_artifacts",
-    "open_markdown_artifact", "output_dir", "read_table", "save_screenshot", "start_browser",
-    "ui_v2_url", "wait_until_settled",
+    "DOM", "UIS", "ArtifactCard", "HeaderCell", "RenderedImage", "RenderedTable", "browser", "browser_required",
+    "find_browser", "latest_artifact_url", "markdown_code_blocks", "markdown_images", "open_artifact",
+    "open_artifact_table", "open_flow_run_artifacts", "open_markdown_artifact", "output_dir", "read_flow_run_artifacts", "read_markdown",
+    "read_progress", "read_table", "save_screenshot", "scroll_into_view", "start_browser", "table_header_extents",
+    "ui_base", "ui_of", "wait_until_settled",
 ]

@@ -227,7 +227,7 @@ def test_the_default_driver_runs_epochs_in_order_and_a_driver_can_take_over():
 # -- records ---------------------------------------------------------------------------------------
 def test_records_and_table_rows_follow_the_manifest(tmp_path):
     store = CheckpointStore(tmp_path, keep_last=2)
-    for epoch, loss in enumerate([0.9, 0.5, 0.7], start=1):
+    for epoch, loss in enumerate([0.9, 0.5, 0.712345678], start=1):
         store.commit([PendingFile("params.pt", "f_params", lambda f, e=epoch: torch.save({"e": e}, f))],
                      epoch=epoch, metrics={"valid_loss": loss, "dur": 0.1}, best=loss < 0.6)
     manifest = store.read_manifest()
@@ -239,6 +239,7 @@ def test_records_and_table_rows_follow_the_manifest(tmp_path):
     # the key columns first (they must fit a laptop's screen in the UI), the folder relative to the directory
     assert list(rows[1]) == ["epoch", "version", "current", "best", "valid_loss", "size", "sha256", "folder"]
     assert rows[1]["sha256"] == current["sha256"][:12]
+    assert rows[1]["valid_loss"] == 0.7123  # 4 significant digits: short columns
     assert rows[1]["folder"] == manifest.version(manifest.current).folder
     assert tmp_path / rows[1]["folder"] == pathlib.Path(current["uri"])
     json.dumps(current)  # small and JSON-able

@@ -1,36 +1,48 @@
-"""The Prefect UI, in a real (headless) browser, shows the checkpoint artifacts of a training run.
+"""The Prefect UIs, in a real (headless) browser, show an experiment as a user browses it.
 
 A flow trains the example classifier with ``fit_in_flow`` against the session's real ``prefect
-server start`` (the ``prefect_server`` fixture of tests/prefect_server.py, via conftest.py);
-Chromium then opens the v2 UI's pages for its artifacts, waits until they render and compares the
-cells with the checkpoint manifest on disk. Screenshots go to ``tests/output/ui/`` (or
-``$PREFECT_TORCH_TEST_OUTPUT/ui``).
+server start`` (the ``prefect_server`` fixture of tests/prefect_server.py, via conftest.py), then
+a second flow run resumes it to more epochs. Chromium opens the pages of its artifacts in both
+UIs of Prefect 3.9 (v2, the default, under ``/v2``; v1, the old one, at the root), waits until
+they render and compares what they show with the checkpoint directory on disk. Screenshots go to
+``tests/output/ui/`` (or ``$PREFECT_TORCH_TEST_OUTPUT/ui``), named ``<ui>-<page>.png``.
 """
 from __future__ import annotations
 
 import pytest
 
 from browser import (
+    UIS,
     browser,  # noqa: F401  (one headless Chromium per session)
+    open_artifact,
     open_artifact_table,
     open_flow_run_artifacts,
     open_markdown_artifact,
+    read_flow_run_artifacts,
+    read_progress,
     read_table,
     save_screenshot,
+    scroll_into_view,
+    table_header_extents,
+    ui_of,
 )
 from prefect_torch.checkpoint import CheckpointStore
 
 EXPERIMENT = "ui-demo"
 KEY = f"{EXPERIMENT}-checkpoints"
 MARKDOWN_KEY = f"{EXPERIMENT}-latest"
-HEADER = ["epoch", "train_loss", "valid_loss", "valid_acc", "current", "best", "size", "sha256", "uri", "version"]
+PROGRESS_KEY = f"{EXPERIMENT}-progress"
+FIRST_EPOCHS, EPOCHS = 5, 12  # the second run resumes at 6: more than one page (10 rows) of history
+HEADER = ["epoch", "version", "current", "best", "train_loss", "valid_loss", "valid_acc", "size", "sha256", "folder"]
 
 
-# --- the training run whose artifacts the browser looks at -------------------------------------------
+# --- the training runs whose artifacts the browser looks at ---------------------------------------
 
 @pytest.fixture(scope="module")
 def demo_run(prefect_server, tmp_path_factory) -> dict:
-    """Trains 4 epochs with ``fit_in_flow`` (keep_last=3) against ``prefect_server``."""
+    """Trains ``FIRST_EPOCHS`` epochs with ``fit_in_flow`` (a commit each epoch, keep_last=3) against
+    ``prefect_server``, then a second flow run resumes the experiment to ``EPOCHS``."""
+    import torch
     from prefect import flow
 
     from prefect_torch import NeuralNetClassifier
@@ -41,44 +53,112 @@ def demo_run(prefect_server, tmp_path_factory) -> dict:
     dirname = tmp_path_factory.mktemp("ui") / EXPERIMENT
 
     @flow(name="ui-demo")
-    def ui_demo() -> dict:
-        net = NeuralNetClassifier(MyModule, max_epochs=4, lr=0.5, verbose=0,
-                                  callbacks=[Checkpoint(monitor="valid_loss_best", dirname=str(dirname))])
+    def ui_demo(max_epochs: int) -> dict:
+        torch.manual_seed(0)
+        net = NeuralNetClassifier(MyModule, max_epochs=max_epochs, lr=0.5, verbose=0,
+                                  callbacks=[Checkpoint(monitor=None, dirname=str(dirname))])
         return fit_in_flow(net, *make_data(300), experiment=EXPERIMENT)
 
-    record = ui_demo()
-    return {"record": record, "manifest": CheckpointStore(dirname).read_manifest()}
+    first = ui_demo(FIRST_EPOCHS)
+    record = ui_demo(EPOCHS)
+    assert record["trained_epochs"] == [FIRST_EPOCHS + 1, EPOCHS]
+    with prefect_server.client() as client:
+        names = {r["flow_run_id"]: client.read_flow_run(r["flow_run_id"]).name for r in (first, record)}
+    return {"first": first, "record": record, "dirname": dirname, "names": names,
+            "manifest": CheckpointStore(dirname).read_manifest()}
 
 
 # --- the tests -----------------------------------------------------------------------------------
 
-def test_checkpoint_table_renders(browser, prefect_server, demo_run):  # noqa: F811
-    rows = open_artifact_table(browser, prefect_server.ui_url, KEY)
-    shot = save_screenshot(browser, "checkpoint-table")
+@pytest.mark.parametrize("ui", UIS)
+def test_checkpoint_table_renders(browser, prefect_server, demo_run, ui):  # noqa: F811
+    rows = open_artifact_table(browser, prefect_server.ui_url, KEY, ui=ui)
+    shot = save_screenshot(browser, f"{ui}-checkpoint-table")
 
     manifest = demo_run["manifest"]
-    assert read_table(browser).header == HEADER
+    assert read_table(browser, ui=ui).header == HEADER
     assert [int(row[0]) for row in rows] == [v.epoch for v in manifest.versions]
     for row, version in zip(rows, manifest.versions):
         cells = dict(zip(HEADER, row))
-        assert cells["sha256"] == version.files["params.pt"].sha256[:16]
-        assert float(cells["valid_loss"]) == pytest.approx(version.metrics["valid_loss"], abs=1e-6)
-        assert cells["uri"].endswith(version.folder)
+        assert int(cells["version"]) == version.id
+        assert cells["sha256"] == version.files["params.pt"].sha256[:12]
+        assert float(cells["valid_loss"]) == pytest.approx(version.metrics["valid_loss"], rel=1e-3)
+        assert cells["folder"] == version.folder and (demo_run["dirname"] / cells["folder"] / "params.pt").is_file()
         assert cells["current"] == ("current" if version.id == manifest.current else "")
         assert cells["best"] == ("best" if version.id == manifest.best else "")
     assert shot.stat().st_size > 10_000
 
 
-def test_flow_run_artifacts_tab_and_markdown(browser, prefect_server, demo_run):  # noqa: F811
-    record = demo_run["record"]
-    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=3)
-    save_screenshot(browser, "flow-run-artifacts-tab")
-    assert {(card.type, card.key) for card in cards} == {
-        ("TABLE", KEY), ("MARKDOWN", MARKDOWN_KEY), ("PROGRESS", f"{EXPERIMENT}-progress")}
+def test_checkpoint_table_fits_a_laptop_screen(browser, prefect_server, demo_run):  # noqa: F811
+    """At 1600x900 every column of the table shows in the v2 UI, without scrolling sideways."""
+    browser.set_window_size(1600, 900)
+    open_artifact_table(browser, prefect_server.ui_url, KEY, ui="v2")
+    cells, width = table_header_extents(browser, ui="v2")
+    save_screenshot(browser, "v2-checkpoint-table-1600x900")
+    assert width == 1600
+    assert [c.text for c in cells] == HEADER
+    hidden = [(c.text, round(c.right), round(c.visible_right)) for c in cells if c.right > c.visible_right + 0.5]
+    assert not hidden, f"columns cut off at 1600 px (name, right edge, visible up to): {hidden}"
+    assert all(c.right <= width for c in cells)
 
-    text, links = open_markdown_artifact(browser, prefect_server.ui_url, MARKDOWN_KEY)
-    save_screenshot(browser, "latest-markdown")
+
+@pytest.mark.parametrize("ui", UIS)
+def test_flow_run_artifacts_tab_shows_the_progress(browser, prefect_server, demo_run, ui):  # noqa: F811
+    """Each card of the flow run's Artifacts tab; the progress card says how far training got
+    (both UIs show a card's description, not its value)."""
+    record, first = demo_run["record"], demo_run["first"]
+    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=3, ui=ui)
+    scroll_into_view(browser, f"{'.flow-run-artifacts' if ui == 'v1' else '[data-testid=flow-run-artifacts-grid]'}")
+    save_screenshot(browser, f"{ui}-flow-run-artifacts-tab")
+    assert {(card.type, card.key) for card in cards} >= {
+        ("TABLE", KEY), ("MARKDOWN", MARKDOWN_KEY), ("PROGRESS", PROGRESS_KEY)}
+    progress, = (card for card in cards if card.type == "PROGRESS")
+    assert progress.description.startswith(f"100% trained: epoch {EPOCHS} of {EPOCHS}"), progress.description
+
+    # the first run's card keeps what it reached, and its page shows the value too
+    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, first["flow_run_id"], expect=3, ui=ui)
+    progress, = (card for card in cards if card.type == "PROGRESS")
+    assert progress.description.startswith(f"100% trained: epoch {FIRST_EPOCHS} of {FIRST_EPOCHS}")
+    open_artifact(browser, prefect_server.ui_url, progress.url.rsplit("/", 1)[-1], ui=ui)
+    assert read_progress(browser, ui=ui) == "Progress: 100%"
+
+
+@pytest.mark.parametrize("ui", UIS)
+def test_summary_markdown(browser, prefect_server, demo_run, ui):  # noqa: F811
+    text, links = open_markdown_artifact(browser, prefect_server.ui_url, MARKDOWN_KEY, ui=ui)
+    save_screenshot(browser, f"{ui}-summary")
+    record = demo_run["record"]
     current = record["current"]
     title = "Current and best" if record["best"] == current else "Current"
     assert f"{title}: epoch {current['epoch']} (version {current['version']})" in text
     assert current["sha256"] in text and "prefect-torch verify" in text
+
+
+def test_printed_links_open_the_run_in_the_default_ui(browser, prefect_server, demo_run):  # noqa: F811
+    """The links the demo prints (orchestration.links) open the run in the UI the server sends
+    a browser to from ``/`` (v2 in Prefect 3.9), on the tab they name."""
+    from prefect.settings import PREFECT_UI_URL, temporary_settings
+
+    from prefect_torch.orchestration import flow_run_url, links
+
+    browser.get(f"{prefect_server.ui_url}/")
+    default_ui = ui_of(browser.current_url)
+    assert default_ui == "v2"
+    links.default_ui_base.cache_clear()
+    with temporary_settings({PREFECT_UI_URL: prefect_server.ui_url}):
+        run, tab = (flow_run_url(demo_run["record"]["flow_run_id"]),
+                    flow_run_url(demo_run["record"]["flow_run_id"], tab="Artifacts"))
+    assert run is not None and tab is not None and ui_of(run) == ui_of(tab) == default_ui
+
+    name = demo_run["names"][demo_run["record"]["flow_run_id"]]
+    browser.get(run)
+    assert ui_of(browser.current_url) == default_ui
+    shown = lambda d: name in d.execute_script("return document.body.innerText")  # noqa: E731
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 30, poll_frequency=0.1).until(shown)
+    save_screenshot(browser, f"{default_ui}-printed-run-link")
+
+    browser.get(tab)
+    cards = read_flow_run_artifacts(browser, expect=3, ui=default_ui)
+    assert ui_of(browser.current_url) == default_ui and "tab=Artifacts" in browser.current_url
+    assert {card.key for card in cards} >= {KEY, MARKDOWN_KEY, PROGRESS_KEY}

@@ -58,13 +58,15 @@ def checkpoint_record(store: CheckpointStore, manifest: Manifest | None, which: 
 
 
 SHA256_SHOWN = 12  # hex digits of a weights file's sha256 in the checkpoints table
+METRIC_DIGITS = 4  # significant digits of a metric there (the history table has them all)
 
 
 def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[dict[str, Any]]:
     """One table row per committed version, oldest first, the key columns first so that they fit
     a laptop's screen: epoch, version, current/best marks, metrics, then size, the first
     :data:`SHA256_SHOWN` hex digits of the weights' sha256 and the version's folder relative to
-    the checkpoint directory (which the table's description names)."""
+    the checkpoint directory (which the table's description names). Metrics are rounded to
+    :data:`METRIC_DIGITS` significant digits."""
     if manifest is None:
         return []
     rows = []
@@ -72,7 +74,7 @@ def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[d
         version = manifest.version(entry["version"])
         assert version is not None
         weights = version.name_of("f_params") or next(iter(version.files), "")
-        metrics = {k: round(v, 6) if isinstance(v, float) else v for k, v in reported_metrics(entry["metrics"]).items()}
+        metrics = {k: _short(v) for k, v in reported_metrics(entry["metrics"]).items()}
         rows.append({
             "epoch": entry["epoch"],
             "version": entry["version"],
@@ -84,3 +86,8 @@ def checkpoint_rows(store: CheckpointStore, manifest: Manifest | None) -> list[d
             "folder": version.folder,
         })
     return rows
+
+
+def _short(value: Any) -> Any:
+    """A float metric to :data:`METRIC_DIGITS` significant digits (``0.4092631`` -> ``0.4093``)."""
+    return float(f"{value:.{METRIC_DIGITS}g}") if isinstance(value, float) else value
