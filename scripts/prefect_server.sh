@@ -16,4 +16,7 @@ if [[ -z "$configured" ]]; then
         for _ in $(seq 180); do healthy && break; sleep 1; done
         healthy || { echo "[demo] the Prefect server did not answer at $PREFECT_API_URL within 180 s" >&2; exit 1; }
     fi
+    # every printed link (Prefect's "View at ..." too) opens the UI the server shows by default (v2 in 3.9)
+    PREFECT_UI_URL="$(python -P "$(dirname "${BASH_SOURCE[0]}")/../src/prefect_torch/orchestration/links.py" \
+        "$PREFECT_UI_URL" 2>/dev/null || echo "$PREFECT_UI_URL")"
 fi

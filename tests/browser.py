@@ -239,6 +239,12 @@ def _wait(browser: Any, condition: Any, what: str, timeout: float = WAIT_TIMEOUT
                              f"page text: {text[:1500]!r}") from None
 
 
+def wait_for_text(browser: Any, text: str, timeout: float = WAIT_TIMEOUT) -> None:
+    """Waits until the page shows ``text`` (in ``document.body.innerText``)."""
+    _wait(browser, lambda d: text in (d.execute_script("return document.body.innerText") or ""),
+          repr(text), timeout)
+
+
 # --- artifacts ------------------------------------------------------------------------------------
 
 @dataclass
@@ -529,5 +535,5 @@ __all__ = [
     "find_browser", "latest_artifact_url", "markdown_code_blocks", "markdown_images", "open_artifact",
     "open_artifact_table", "open_flow_run_artifacts", "open_markdown_artifact", "output_dir", "read_flow_run_artifacts", "read_markdown",
     "read_progress", "read_table", "save_screenshot", "scroll_into_view", "start_browser", "table_header_extents",
-    "ui_base", "ui_of", "wait_until_settled",
+    "ui_base", "ui_of", "wait_for_text", "wait_until_settled",
 ]

@@ -9,6 +9,11 @@ they render and compares what they show with the checkpoint directory on disk. S
 """
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from browser import (
@@ -24,8 +29,12 @@ from browser import (
     save_screenshot,
     scroll_into_view,
     table_header_extents,
+    ui_base,
     ui_of,
+    wait_for_text,
 )
+from helpers import REPO
+from prefect_server import clean_env
 from prefect_torch.checkpoint import CheckpointStore
 
 EXPERIMENT = "ui-demo"
@@ -153,12 +162,39 @@ def test_printed_links_open_the_run_in_the_default_ui(browser, prefect_server, d
     name = demo_run["names"][demo_run["record"]["flow_run_id"]]
     browser.get(run)
     assert ui_of(browser.current_url) == default_ui
-    shown = lambda d: name in d.execute_script("return document.body.innerText")  # noqa: E731
-    from selenium.webdriver.support.ui import WebDriverWait
-    WebDriverWait(browser, 30, poll_frequency=0.1).until(shown)
+    wait_for_text(browser, name)
     save_screenshot(browser, f"{default_ui}-printed-run-link")
 
     browser.get(tab)
     cards = read_flow_run_artifacts(browser, expect=3, ui=default_ui)
     assert ui_of(browser.current_url) == default_ui and "tab=Artifacts" in browser.current_url
     assert {card.key for card in cards} >= {KEY, MARKDOWN_KEY, PROGRESS_KEY}
+
+
+@pytest.mark.slow  # 30-60 s: a new Python process imports prefect and torch, then trains
+def test_every_link_the_demo_prints_opens_the_default_ui(browser, prefect_server, tmp_path):  # noqa: F811
+    """The demo's path (scripts/prefect_server.sh finds the running server, then
+    flows/train_example.py): Prefect's own "View at" line and our two links all open the UI the
+    server defaults to, and the run link shows the run there."""
+    home = tmp_path / "home"  # no Prefect profile: the script picks the server up by its port
+    home.mkdir()
+    env = clean_env({"HOME": str(home), "PREFECT_TORCH_PORT": str(prefect_server.port), "OMP_NUM_THREADS": "1",
+                     "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+                     "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])})
+    command = (f'source scripts/prefect_server.sh && python flows/train_example.py --dirname {tmp_path / "cp"} '
+               "--max-epochs 2")
+    result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+
+    browser.get(f"{prefect_server.ui_url}/")
+    default_base = ui_base(prefect_server.ui_url, ui_of(browser.current_url))
+    printed = re.findall(r"https?://\S+", output)
+    run_links = [link for link in printed if "/runs/flow-run/" in link]
+    assert len(run_links) == 3, output  # "View at", "this run in the Prefect UI", "its checkpoints"
+    assert all(link.startswith(f"{default_base}/") for link in printed), printed
+    name = re.search(r"Beginning flow run '([^']+)'", output)
+    assert name, output
+    browser.get(run_links[1])
+    wait_for_text(browser, name[1])
+    assert browser.current_url.startswith(f"{default_base}/")

@@ -85,3 +85,10 @@ def _ui_settings(configured: str) -> dict[str, Any]:
 
 
 __all__ = ["ui_url", "flow_run_url", "artifact_key_url", "default_ui_base"]
+
+
+if __name__ == "__main__":  # pragma: no cover - scripts/prefect_server.sh: ``python -P links.py URL``
+    # run as a file (stdlib only, no torch import): the base URL of the default UI of the server at URL
+    import sys
+
+    print(default_ui_base(sys.argv[1].rstrip("/")))
