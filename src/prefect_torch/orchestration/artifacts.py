@@ -39,7 +39,11 @@ def table_description(experiment: str, url: str) -> str:
 
 def progress_description(experiment: str, epoch: int, target: int) -> str:
     """What the progress card says: the cards of both Prefect UIs show an artifact's description,
-    not its value, so the description leads with the value (and is updated with it)."""
+    not its value, so the description leads with the value (and is updated with it).
+
+    >>> progress_description("mnist", 7, 10)
+    '**70%** trained: epoch 7 of 10 (experiment mnist)'
+    """
     return f"**{_percent(epoch, target):g}%** trained: epoch {epoch} of {target} (experiment {experiment})"
 
 
