@@ -42,7 +42,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ..checkpoint import CheckpointStore
 from .fit import fit_in_flow
-from .flows import load_object, prepare_net, storage_options_from
+from .flows import load_object, prepare_net, resolve_storage, storage_options_from
 from .records import markdown_location, slug
 from .run import check_epochs_per_task, find_checkpoint
 from .trials import TRIAL_RECORD, Trial, TrialSpec, best_of, best_trial, plan_trials, trial_rows
@@ -198,8 +198,10 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     task_retries : int, default=1
         Retries of a failed epoch task, per trial.
     storage_block : str or None, default=None
-        The name of a Prefect ``Secret`` block holding fsspec storage options for ``root``
-        (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads the
+        The Prefect block with the credentials of ``root``: a ``Secret`` of fsspec storage
+        options (its name), or prefect-aws's ``"aws-credentials/NAME"``,
+        ``"minio-credentials/NAME"`` or ``"s3-bucket/NAME"`` (relative ``root`` in its bucket);
+        see :mod:`~prefect_torch.orchestration.storage`. Without it fsspec reads the
         environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
     seed : int or None, default=0
         Seeds torch, numpy and ``random`` before each trial builds its net, so every trial
@@ -231,8 +233,8 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
             "data_params": data_params or {}, "max_epochs": max_epochs, "seed": seed,
             # a finished trial run again for another scoring trains nothing: it only ranks its history anew
             "scoring": scoring, "lower_is_better": lower_is_better}
+    root, storage_options = resolve_storage(storage_block, root)  # an s3-bucket block places a relative root
     trials = plan_trials(param_grid, root, spec)
-    storage_options = storage_options_from(storage_block)
     results: dict[str, dict[str, Any]] = {}
     for trial in trials:
         earlier = finished_result(trial, storage_options)

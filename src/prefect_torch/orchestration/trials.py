@@ -65,7 +65,7 @@ class TrialSpec:
     task_retries : int
         Retries of a failed epoch task.
     storage_block : str or None
-        Prefect ``Secret`` block with the storage options of the trial's directory.
+        The Prefect block with the credentials of the trial's directory (see ``storage.py``).
     seed : int or None
         Seed for the global generators before the net is built.
     artifacts : bool
