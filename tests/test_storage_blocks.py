@@ -81,6 +81,10 @@ def test_where_an_s3_bucket_puts_a_checkpoint_dir():
         with pytest.raises(ValueError, match=r"is not a relative path, and storage_block='s3-bucket/b' places "
                                              r"checkpoints in 's3://ml/runs'"):
             in_bucket(name, "ml", "runs", elsewhere)
+    for bucket, folder in (("", "runs"), ("ml/runs", ""), ("s3://ml", ""), ("ml", "a/../../b")):
+        with pytest.raises(ValueError, match=rf"storage_block='s3-bucket/b' has bucket_name='{bucket}' and "
+                                             r"bucket_folder='.*'; give it a plain bucket name"):
+            in_bucket(name, bucket, folder, "nightly")
 
 
 def test_storage_repr_masks_the_credentials():
@@ -268,3 +272,29 @@ def test_conflicting_s3_bucket_and_checkpoint_dir_fail_the_flow_before_training(
     with pytest.raises(ValueError, match=rf"storage_block='aws-credentials/{creds}' holds S3 credentials, but "
                                          r"checkpoint_dir='runs/x' is not an s3:// URL"):
         resolve_storage(f"aws-credentials/{creds}", "runs/x")
+
+
+# -- 4. a sweep whose root an S3Bucket places, its trials reading the block on Dask workers ---------
+@pytest.mark.slow
+def test_sweep_with_an_s3_bucket_puts_its_trials_in_the_bucket_folder(prefect_server, s3_server):
+    from distributed import LocalCluster
+
+    from test_sweep import run_sweep
+
+    bucket, folder, sweep = unique("sweep-bucket"), unique("blocks/sweeps"), unique("grid")
+    S3Bucket(bucket_name=s3_server.bucket, bucket_folder=folder,
+             credentials=AwsCredentials(aws_access_key_id=s3_server.access_key,
+                                        aws_secret_access_key=s3_server.secret_key,
+                                        aws_client_parameters=endpoint(s3_server))).save(bucket)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        state = run_sweep(cluster.scheduler_address, {"lr": [0.1]}, sweep, max_epochs=2,
+                          storage_block=f"s3-bucket/{bucket}")
+    assert state.is_completed(), state
+    result = state.result()
+    root = s3_server.url(f"{folder}/{sweep}")
+    assert result["sweep"] == sweep and result["root"] == root
+    (row,) = result["trials"]
+    assert (row["state"], row["checkpoints"]) == ("Completed", f"{root}/lr=0.1")
+    manifest = json.loads(s3_server.filesystem().cat_file(f"{root.removeprefix('s3://')}/lr=0.1/manifest.json"))
+    assert [v["epoch"] for v in manifest["versions"]] == [1, 2]
+    assert s3_server.secret_key not in json.dumps(result)

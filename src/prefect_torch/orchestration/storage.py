@@ -223,7 +223,11 @@ def in_bucket(name: str, bucket: str, folder: str, checkpoint_dir: str) -> str:
     >>> in_bucket("s3-bucket/b", "ml", "", "s3://ml/x")
     's3://ml/x'
     """
-    base = "/".join(part for part in (f"s3://{bucket}", folder.strip("/")) if part)
+    folder = (folder or "").strip("/")
+    if not bucket or "/" in bucket or "://" in bucket or ".." in folder.split("/"):
+        raise ValueError(f"storage_block={name!r} has bucket_name={bucket!r} and bucket_folder={folder!r}; give it "
+                         "a plain bucket name and a folder without '..' (e.g. 'ml' and 'checkpoints')")
+    base = "/".join(part for part in (f"s3://{bucket}", folder) if part)
     text = str(checkpoint_dir)
     if text.startswith(S3_SCHEMES):
         scheme, path = text.split("://", 1)
