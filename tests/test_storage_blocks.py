@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from uuid import UUID, uuid4
 
 import pytest
@@ -245,6 +246,23 @@ def test_a_missing_block_names_type_and_name(prefect_server):
                                          rf"named '{creds}' \(a block of another type is named "
                                          rf"'<block-type>/{creds}', e.g. 'aws-credentials/{creds}'\)"):
         resolve_storage(creds, "s3://b/x")  # a plain name is a Secret's
+
+
+def test_a_block_that_does_not_validate_names_the_field_not_its_values(prefect_server, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-")
+    creds = AwsCredentials(aws_access_key_id="AKIA1", aws_secret_access_key="s3cr3t-never-shown",
+                           aws_client_parameters=AwsClientParameters(verify=True, verify_cert_path=bundle))
+    name, bucket = unique("invalid"), unique("invalid-bucket")
+    creds.save(name)
+    S3Bucket(bucket_name="ml", credentials=creds).save(bucket)
+    bundle.unlink()  # the CA bundle the block names is not on this machine
+    for block, cls, field in ((f"aws-credentials/{name}", "AwsCredentials", r"aws_client_parameters\.verify_cert_path"),
+                              (f"s3-bucket/{bucket}", "S3Bucket", "credentials")):  # prefect-aws says no more
+        with pytest.raises(ValueError, match=rf"storage_block='{block}' does not load as a {cls} here: "
+                                             rf"{field}: .*Correct the block") as e:
+            resolve_storage(block, "s3://ml/x")
+        assert "s3cr3t-never-shown" not in "".join(traceback.format_exception(e.value))
 
 
 def test_a_block_of_another_type_is_refused(prefect_server):

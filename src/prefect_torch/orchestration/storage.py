@@ -146,18 +146,19 @@ def load_block(name: str) -> tuple[str, Any]:
 
     try:
         return kind, cls.load(document)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         if isinstance(error.__cause__, ObjectNotFound):
             other = (f" (a block of another type is named '<block-type>/{document}', e.g. "
                      f"'aws-credentials/{document}')" if not sep else "")
             raise ValueError(f"storage_block={name!r}: the Prefect server has no {kind!r} block named "
                              f"{document!r}{other}; create it (deploy/README.md, 'Storage credentials') or "
                              f"see the blocks there with `prefect block ls`") from None
-        if isinstance(error, ValidationError):  # without the input values: they may hold the secret
+        invalid = next((e for e in (error, error.__cause__) if isinstance(e, ValidationError)), None)
+        if invalid is not None:  # named by field, without the values: they may hold the secret
             fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                               for e in error.errors(include_url=False, include_context=False, include_input=False))
-            raise ValueError(f"storage_block={name!r} does not load as a {cls.__name__}: {fields}. Save the "
-                             "block again with this version of prefect-aws") from None
+                               for e in invalid.errors(include_url=False, include_context=False, include_input=False))
+            raise ValueError(f"storage_block={name!r} does not load as a {cls.__name__} here: {fields}. Correct "
+                             "the block (in the UI, or save it again)") from None
         raise
 
 
