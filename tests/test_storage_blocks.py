@@ -221,6 +221,24 @@ def test_train_flow_with_an_s3_bucket_places_a_relative_dir_in_its_folder(prefec
     assert_secret_nowhere(s3_server.secret_key, record, messages, url, s3_server)
 
 
+def test_the_nightly_flow_passes_its_storage_block(prefect_server, s3_server, monkeypatch):
+    import pathlib
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "flows"))
+    from scheduled_training import scheduled_training
+
+    bucket, folder = unique("nightly-bucket"), unique("blocks/nightly")
+    S3Bucket(bucket_name=s3_server.bucket, bucket_folder=folder,
+             credentials=AwsCredentials(aws_access_key_id=s3_server.access_key,
+                                        aws_secret_access_key=s3_server.secret_key,
+                                        aws_client_parameters=endpoint(s3_server))).save(bucket)
+    torch.manual_seed(0)
+    record = scheduled_training(experiment=unique("nightly"), checkpoint_dir="nightly", max_epochs=2,
+                                data_params={"n_samples": N_SAMPLES}, net_params={"verbose": 0},
+                                storage_block=f"s3-bucket/{bucket}")
+    assert_trained_into(s3_server.url(f"{folder}/nightly"), record, s3_server)
+
+
 def test_a_plain_secret_name_still_works(prefect_server, s3_server):
     from prefect.blocks.system import Secret
 
