@@ -92,16 +92,14 @@ def resolve_storage(block: str | None, checkpoint_dir: str) -> Storage:
     if not block:
         return Storage(checkpoint_dir, {})
     kind, loaded = load_block(block)
-    if kind == SECRET:
-        return Storage(checkpoint_dir, secret_options(block, loaded))
+    options = options_of(block, kind, loaded)
     if kind == "s3-bucket":
-        return Storage(in_bucket(block, loaded.bucket_name, loaded.bucket_folder, checkpoint_dir),
-                       s3fs_options(block, loaded.credentials))
-    if not str(checkpoint_dir).startswith(S3_SCHEMES):
+        return Storage(in_bucket(block, loaded.bucket_name, loaded.bucket_folder, checkpoint_dir), options)
+    if kind != SECRET and not str(checkpoint_dir).startswith(S3_SCHEMES):
         raise ValueError(f"storage_block={block!r} holds S3 credentials, but checkpoint_dir={checkpoint_dir!r} "
                          "is not an s3:// URL; write it as s3://<bucket>/<folder>, or name an 's3-bucket/NAME' "
                          "block to place a relative checkpoint_dir in its bucket")
-    return Storage(checkpoint_dir, s3fs_options(block, loaded))
+    return Storage(checkpoint_dir, options)
 
 
 def storage_options_from(block: str | None) -> dict[str, Any]:
@@ -113,10 +111,14 @@ def storage_options_from(block: str | None) -> dict[str, Any]:
     """
     if not block:
         return {}
-    kind, loaded = load_block(block)
+    return options_of(block, *load_block(block))
+
+
+def options_of(name: str, kind: str, block: Any) -> dict[str, Any]:
+    """The storage options of a block that :func:`load_block` loaded."""
     if kind == SECRET:
-        return secret_options(block, loaded)
-    return s3fs_options(block, loaded.credentials if kind == "s3-bucket" else loaded)
+        return secret_options(name, block)
+    return s3fs_options(name, block.credentials if kind == "s3-bucket" else block)
 
 
 def load_block(name: str) -> tuple[str, Any]:
