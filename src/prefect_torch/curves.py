@@ -94,6 +94,33 @@ def series(history: Sequence[Any], key: str) -> tuple[list[int], list[float]]:
     return epochs, values
 
 
+def plottable_history(data: Any) -> list[dict[str, float]]:
+    """The numbers of a history read from outside (e.g. a parsed ``history.json``): one dict per
+    epoch with its ``epoch`` and finite numeric values only (flags, text, ``batches``, NaN dropped).
+
+    Raises ``ValueError`` naming the problem when ``data`` is not a list of objects.
+
+    >>> plottable_history([{"epoch": 1, "valid_loss": 0.5, "valid_loss_best": True, "batches": [{}]}])
+    [{'epoch': 1, 'valid_loss': 0.5}]
+    >>> plottable_history({"epoch": 1})
+    Traceback (most recent call last):
+    ...
+    ValueError: a history is a JSON list of epoch objects, not a dict
+    """
+    if not isinstance(data, list):
+        raise ValueError(f"a history is a JSON list of epoch objects, not a {type(data).__name__}")
+    rows = []
+    for position, row in enumerate(data, 1):
+        if not isinstance(row, dict):
+            raise ValueError(f"epoch {position} of the history is a {type(row).__name__}, not an object")
+        kept: dict[str, float] = {}
+        for key, value in row.items():
+            if isinstance(key, str) and key != "batches" and number(value) is not None:
+                kept[key] = value
+        rows.append(kept)
+    return rows
+
+
 def score_name(history: Sequence[Any], scoring: str | None = None) -> str | None:
     """The metric of the second plot: ``scoring`` if the history reports it and it is not one of
     the losses of the first plot, else the first reported metric that is not a loss.
