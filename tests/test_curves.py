@@ -104,7 +104,7 @@ def test_marks_appear_only_when_asked(mark: str, colour: str):
 def test_the_current_mark_sits_at_its_epoch():
     early = near(training_curves(history(20), current=3)["loss"], CURRENT_COLOUR)
     late = near(training_curves(history(20), current=18)["loss"], CURRENT_COLOUR)
-    legend_rows = 40  # the legend above the axes shows the marker too
+    legend_rows = 52  # the title and legend above the axes (17% of 300 px): the legend shows the marker too
     x_early = np.nonzero(early[legend_rows:])[1].mean()
     x_late = np.nonzero(late[legend_rows:])[1].mean()
     assert x_late - x_early > 300  # 15 of ~19 epochs on a ~560 px wide axes

@@ -35,13 +35,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 WIDTH, HEIGHT, DPI = 6.4, 3.0, 100  # inches at DPI: 640 x 300 pixels
 SWEEP_HEIGHT = 3.6  # 640 x 360: room for the legend of many trials
+SWEEP_AXES_RIGHT = 0.62  # the legend of trial names right of the axes
+TRAINING_AXES_TOP = 0.83  # the title and the legend above the axes
 LOSSES = ("train_loss", "valid_loss")
 LOSS_COLOURS = {"train_loss": "#1f77b4", "valid_loss": "#ff7f0e"}  # blue, orange
 CURRENT_COLOUR, BEST_COLOUR, RESUME_COLOUR = "#2ca02c", "#d62728", "#9467bd"  # green, red, purple
 SWEEP_BEST_COLOUR, SWEEP_OTHER_COLOUR = "#d62728", "#c7c7c7"
 SWEEP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 SWEEP_LEGEND_TRIALS = len(SWEEP_COLOURS)  # trials named in the legend (after the best); the rest are grey
-MAX_LABEL = 32  # characters of a trial name or resume label shown
+MAX_LABEL = 30  # characters of a trial name or resume label shown
 MARKED_POINTS = 40  # lines of at most this many epochs show a dot per epoch
 PALETTE = 64  # colours of the PNG
 
@@ -232,7 +234,7 @@ def sweep_curves(trials: Mapping[str, Sequence[Mapping[str, Any]]], *, metric: s
     lower = metric.endswith("loss") if lower_is_better is None else lower_is_better
     ranked = sorted((name for name in lines if name != best),
                     key=lambda name: min(lines[name][1]) if lower else -max(lines[name][1]))
-    figure, ax = _figure(SWEEP_HEIGHT)
+    figure, ax = _figure(SWEEP_HEIGHT, right=SWEEP_AXES_RIGHT)
     many = max(len(epochs) for epochs, _ in lines.values()) > MARKED_POINTS
     handles, labels = [], []
     if best in lines:
@@ -274,7 +276,7 @@ def markdown_image(png: bytes, alt: str) -> str:
 # -- drawing -------------------------------------------------------------------------------------------
 def _draw_training(lines: Mapping[str, tuple[list[int], list[float]]], title: str, ylabel: str,
                    current: int | None, best: int | None, resumes: Sequence[tuple[int, str]]) -> bytes:
-    figure, ax = _figure(HEIGHT)
+    figure, ax = _figure(HEIGHT, top=TRAINING_AXES_TOP)
     many = max(len(epochs) for epochs, _ in lines.values()) > MARKED_POINTS
     for name, (epochs, values) in lines.items():
         ax.plot(epochs, values, color=LOSS_COLOURS.get(name, "#1f77b4"), linewidth=1.0 if many else 1.4,
@@ -293,7 +295,7 @@ def _draw_training(lines: Mapping[str, tuple[list[int], list[float]]], title: st
                     textcoords="offset points", rotation=90, va="top", ha="left", fontsize=7, color=RESUME_COLOUR,
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0})
     ax.set_ylabel(ylabel)
-    figure.suptitle(title, fontsize=10, x=0.01, ha="left")
+    figure.suptitle(title, fontsize=10, x=0.01, y=0.98, ha="left", va="top")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=5, fontsize=7, frameon=False,
               borderaxespad=0.2, handlelength=1.5, columnspacing=1.0)
     if ylabel == "loss":
@@ -301,12 +303,14 @@ def _draw_training(lines: Mapping[str, tuple[list[int], list[float]]], title: st
     return _png(figure)
 
 
-def _figure(height: float) -> tuple[Figure, Axes]:
+def _figure(height: float, right: float = 0.98, top: float = 0.9) -> tuple[Figure, Axes]:
+    """A figure with one axes at fixed margins (in figure fractions; a layout engine would
+    triple the cost of a drawing), room left of it for 6-digit tick labels."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
-    ax = figure.add_subplot()
+    figure = Figure(figsize=(WIDTH, height), dpi=DPI)
+    ax = figure.add_axes((0.1, 0.52 / height, right - 0.1, top - 0.52 / height))  # 0.52 in: ticks, label
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
@@ -332,7 +336,15 @@ def _valid_resumes(resumes: Sequence[Any]) -> list[tuple[int, str]]:
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 1] + "…"
+    """``text`` cut in the middle to :data:`MAX_LABEL` characters: trial names often differ at the end.
+
+    >>> _short("lr=0.03333,module__num_units=30")
+    'lr=0.03333,mod…e__num_units=30'
+    """
+    if len(text) <= MAX_LABEL:
+        return text
+    head = (MAX_LABEL - 1) // 2
+    return text[:head] + "…" + text[len(text) - (MAX_LABEL - 1 - head):]
 
 
 def _png(figure: Figure) -> bytes:
