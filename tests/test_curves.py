@@ -229,3 +229,26 @@ def test_sweep_curves_markdown_draws_finished_trials_and_warns_about_unreadable_
     with caplog.at_level(logging.WARNING, logger="prefect_torch.orchestration"):
         assert curves.markdown(results) == text  # read once: no second warning, the same image
     assert caplog.text == ""
+
+
+def test_threads_drawing_at_once_draw_what_one_thread_draws():
+    from concurrent.futures import ThreadPoolExecutor
+
+    histories = [history(10 + i) for i in range(4)]
+    alone = [training_curves(rows, current=5, best=4) for rows in histories]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda rows: training_curves(rows, current=5, best=4), histories * 2))
+    assert together == alone * 2
+
+
+def test_curves_need_neither_prefect_nor_pyplot():
+    import subprocess
+
+    code = ("import sys; sys.modules['prefect'] = None; sys.modules['matplotlib.pyplot'] = None\n"
+            "from prefect_torch.curves import training_curves, sweep_curves\n"
+            "rows = [{'epoch': e, 'train_loss': 1 / e, 'valid_loss': 1.1 / e, 'valid_acc': e / 10} for e in (1, 2, 3)]\n"
+            "assert sorted(training_curves(rows, current=3, best=2, resumes=[(1, 'run a, attempt 2')])) == "
+            "['loss', 'valid_acc']\n"
+            "assert sweep_curves({'a': rows, 'b': rows}, best='a')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
