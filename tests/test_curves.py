@@ -252,3 +252,58 @@ def test_curves_need_neither_prefect_nor_pyplot():
             "assert sweep_curves({'a': rows, 'b': rows}, best='a')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+class FakeClient:
+    """Stands for Prefect's sync client: records the artifact updates, or fails them."""
+
+    def __init__(self, sent: list[str], fail: bool):
+        self.sent, self.fail = sent, fail
+
+    def __enter__(self) -> "FakeClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update_artifact(self, artifact_id: Any, update: Any) -> None:
+        if self.fail:
+            raise ConnectionError("the API is down")
+        self.sent.append(update.data)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["api-up", "api-down"])
+def test_sweep_curves_are_sent_from_a_helper_thread_and_never_fail_the_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fail: bool):
+    import threading
+
+    from prefect_torch.orchestration import sweep
+
+    created: list[str] = []
+    sent: list[str] = []
+    senders: set[str] = set()
+    monkeypatch.setattr(sweep, "create_markdown_artifact", lambda text, **kw: created.append(text) or "id-1")
+
+    def client(**kw: Any) -> FakeClient:
+        senders.add(threading.current_thread().name)
+        return FakeClient(sent, fail)
+
+    monkeypatch.setattr(sweep, "get_client", client)
+    trials = plan_trials({"lr": [0.1, 0.2]}, str(tmp_path))
+    for trial in trials:
+        commit_history(Path(trial.checkpoint_dir), history(3), 3)
+    curves = sweep.TrialCurves("sweep1", trials, "valid_loss", None, {})
+    results: dict[str, dict[str, Any]] = {}
+    curves.publish(results)
+    for i, trial in enumerate(trials):
+        results[trial.name] = {"finished": True, "best_score": 0.5 - i / 10, "best_epoch": 3}
+        curves.publish(results)
+    with caplog.at_level(logging.WARNING, logger="prefect_torch.orchestration"):
+        curves.close()
+    assert len(created) == 1 and "appear here as trials finish" in created[0]
+    assert senders == {"prefect-torch-curves-sweep1-curves"}  # never the flow's thread
+    if fail:
+        assert sent == [] and "could not update the curves of sweep sweep1: ConnectionError" in caplog.text
+    else:  # the last update shows both trials (earlier ones may have been skipped for newer)
+        assert 1 <= len(sent) <= 3 and "2 of 2 trials finished" in sent[-1] and "data:image/png" in sent[-1]
+        assert f"Best trial: **{trials[1].name}**" in sent[-1]
