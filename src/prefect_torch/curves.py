@@ -259,6 +259,7 @@ def sweep_curves(trials: Mapping[str, Sequence[Mapping[str, Any]]], *, metric: s
     ax.set_ylabel(metric)
     ax.set_title(f"{f'{title}: ' if title else ''}{metric} of {len(lines)} trials", fontsize=10, loc="left")
     _log_scale_if_wide(ax, [v for _, values in lines.values() for v in values])
+    _integer_epochs(ax, [e for epochs, _ in lines.values() for e in epochs])
     return _png(figure)
 
 
@@ -282,8 +283,8 @@ def _draw_training(lines: Mapping[str, tuple[list[int], list[float]]], title: st
         ax.plot(epochs, values, color=LOSS_COLOURS.get(name, "#1f77b4"), linewidth=1.0 if many else 1.4,
                 marker=None if many else ".", markersize=5, label=name)
     marked = lines.get("valid_loss") or next(iter(lines.values()))  # marks sit on the validation curve
-    for epoch, colour, shape, size, what in ((best, BEST_COLOUR, "*", 14, "best"),
-                                            (current, CURRENT_COLOUR, "o", 8, "current")):
+    for epoch, colour, shape, size, what in ((current, CURRENT_COLOUR, "o", 10, "current"),
+                                            (best, BEST_COLOUR, "*", 13, "best")):  # the star on top
         if epoch is not None and epoch in marked[0]:
             value = marked[1][marked[0].index(epoch)]
             ax.plot([epoch], [value], linestyle="none", marker=shape, markersize=size, color=colour,
@@ -300,6 +301,7 @@ def _draw_training(lines: Mapping[str, tuple[list[int], list[float]]], title: st
               borderaxespad=0.2, handlelength=1.5, columnspacing=1.0)
     if ylabel == "loss":
         _log_scale_if_wide(ax, [v for _, values in lines.values() for v in values])
+    _integer_epochs(ax, [e for epochs, _ in lines.values() for e in epochs])
     return _png(figure)
 
 
@@ -318,6 +320,12 @@ def _figure(height: float, right: float = 0.98, top: float = 0.9) -> tuple[Figur
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return figure, ax
+
+
+def _integer_epochs(ax: Axes, epochs: Sequence[int]) -> None:
+    """At least two epochs of room on the x axis, so a short history still has whole-epoch ticks."""
+    if epochs and max(epochs) - min(epochs) < 2:
+        ax.set_xlim(min(epochs) - 1, max(epochs) + 1)
 
 
 def _log_scale_if_wide(ax: Axes, values: Sequence[float]) -> None:
