@@ -387,6 +387,11 @@ def test_sweep_on_s3_with_storage_options_from_a_secret_block(prefect_server: Pr
                                                                          f"{root}/{row['trial']}")
     best = max(rows, key=lambda row: row["valid_acc"])["valid_acc"]
     assert [row["valid_acc"] for row in rows if row["best"] == "best"] == [best]
+    text, image = curves_artifact(f"{sweep}-curves", flow_run_id_of(state))  # histories read from S3
+    best_name = next(row["trial"] for row in rows if row["best"] == "best")
+    assert image.shape == (360, 640, 3) and red_pixels(image) > 100
+    assert f"# Sweep `{sweep}`: valid_acc of each trial" in text and f"Best trial: **{best_name}**" in text
+    assert "2 of 2 trials finished" in text
 
     again = run_sweep(dask_address, grid, root, max_epochs=2, scoring="valid_acc", storage_block=block)
     assert again.is_completed(), again  # the flow read the trial records through the block too
