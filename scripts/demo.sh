@@ -3,7 +3,7 @@
 # committed checkpoint; a re-run resumes where the last one stopped (--max-epochs N, --lr, --fresh).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$repo/scripts/setup.sh" ""
+source "$repo/scripts/setup.sh" plot  # matplotlib: the curves in the UI
 cd "$repo"
 source "$repo/scripts/prefect_server.sh"
 python flows/train_example.py "$@"
