@@ -54,8 +54,9 @@ def print_log_to_run_logs(net: Any) -> Iterator[None]:
         _logger.setLevel(level)
 
 
-class _NotThisRunsEpochTasks(logging.Filter):
-    """Drops the info lines (below WARNING) of one flow run's epoch task runs."""
+class _NotThisRunsEpochTasksEnd(logging.Filter):
+    """Drops the ``Finished in state Completed()`` lines (below WARNING) of one flow run's epoch
+    task runs; everything else passes (retries, failures, what the user's callbacks log)."""
 
     def __init__(self, flow_run_id: str, task_name: str):
         super().__init__()
@@ -63,16 +64,18 @@ class _NotThisRunsEpochTasks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno < logging.WARNING and getattr(record, "task_name", None) == self.task_name
-                    and getattr(record, "flow_run_id", None) == self.flow_run_id)
+                    and getattr(record, "flow_run_id", None) == self.flow_run_id
+                    and str(record.msg).startswith("Finished in state "))
 
 
 @contextmanager
 def epoch_task_lines_off_console() -> Iterator[None]:
-    """Within the block, the console shows no info line of the running flow run's epoch task
-    runs (``Task run 'epoch-7' - Finished in state Completed()``): a filter on the console
-    handlers that ``prefect.task_runs`` records reach (stream handlers other than files). The
-    run's logs keep them (Prefect's API handler is left alone), and so does the console every
-    other task's lines and every warning or error. Removed again when the block ends."""
+    """Within the block, the console does not show how the running flow run's epoch task runs
+    ended (``Task run 'epoch-7' - Finished in state Completed()``, one after each row of the
+    table): a filter on the console handlers that ``prefect.task_runs`` records reach (stream
+    handlers other than files). The run's logs keep those lines (Prefect's API handler is left
+    alone); the console keeps every other line: other tasks', the epoch tasks' retries and
+    failures, and what callbacks log. Removed again when the block ends."""
     from prefect.context import FlowRunContext
 
     from .driver import train_epochs  # (the driver enters this module's blocks: import when used)
@@ -81,7 +84,7 @@ def epoch_task_lines_off_console() -> Iterator[None]:
     if context is None or context.flow_run is None:
         yield
         return
-    quiet = _NotThisRunsEpochTasks(str(context.flow_run.id), train_epochs.name)
+    quiet = _NotThisRunsEpochTasksEnd(str(context.flow_run.id), train_epochs.name)
     handlers = [handler for handler in _handlers_reached(logging.getLogger("prefect.task_runs"))
                 if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
                 and not isinstance(handler, APILogHandler)]
