@@ -103,7 +103,7 @@ def test_the_first_hour_from_a_clean_clone(tmp_path):
 
         steps = readme_block("After the demo, in a new shell", "bash").replace("127.0.0.1:4200", f"127.0.0.1:{port}")
         before_stop, stop = steps.split("prefect server stop")  # the last step, after the checks below
-        assert stop.strip().startswith("#") and before_stop.count("\n") >= 4
+        assert stop.strip().startswith("#")  # (nothing after it)
         began = time.monotonic()
         user = _shell(before_stop, clone, env, timeout=600)
         print(f"the README's next steps (checkpoints, the user's flow of 20 epochs): {time.monotonic() - began:.1f} s")
