@@ -4,8 +4,8 @@ demo started (its flow run and artifacts on that server's API), not to a tempora
 
 The README blocks are read from README.md itself, so README and test cannot drift; the only
 substitution is the port (``127.0.0.1:4200`` -> a free port, which the demo gets through
-``PREFECT_TORCH_PORT``). Every shell runs with a bare environment (``PATH``, ``HOME``, ``LANG``),
-plus a private ``PREFECT_HOME`` (so the test's server and its pid file stay in the temporary
+``PREFECT_TORCH_PORT``). Every shell runs with a bare environment (``PATH``, ``HOME``, ``LANG``,
+pip's configuration), plus a private ``PREFECT_HOME`` (so the test's server and its pid file stay in the temporary
 folder; a user's is ``~/.prefect``) and ``OMP_NUM_THREADS=1`` (the machine is shared).
 
 The clone's ``.venv`` is made by the test before the demo, with a ``.pth`` line that reaches the
@@ -50,8 +50,14 @@ def test_the_readme_flow_is_flows_my_first_flow():
 
 
 def _bare_env(home: Path, prefect_home: Path, **extra: str) -> dict[str, str]:
+    """A new shell's environment; pip keeps its configuration (the ``PIP_*`` variables and the
+    user's pip.conf, which the private ``HOME`` would hide: where this machine's wheels are)."""
+    pip = {name: value for name, value in os.environ.items() if name.startswith("PIP_")}
+    user_conf = Path.home() / ".config/pip/pip.conf"
+    if user_conf.is_file() and "PIP_CONFIG_FILE" not in pip:
+        pip["PIP_CONFIG_FILE"] = str(user_conf)
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
-            "PREFECT_HOME": str(prefect_home), "OMP_NUM_THREADS": "1", **extra}
+            "PREFECT_HOME": str(prefect_home), "OMP_NUM_THREADS": "1", **pip, **extra}
 
 
 def _shell(script: str, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

@@ -157,10 +157,13 @@ def nothing_to_train(run: TrainingRun, net: NeuralNet, hint: str | None = None) 
     if run.resume == "extend":  # only max_epochs=0 trains nothing more
         return (f"experiment {run.experiment!r} is at epoch {epoch}: nothing to train (resume=\"extend\" with "
                 f"max_epochs={max_epochs}); {hint or 'raise max_epochs'}")
-    if epoch < max_epochs:  # a later attempt of a flow run stops where the first one aimed
+    if epoch < max_epochs and run.stop_at is not None:  # a later attempt stops where the first one aimed
         return (f"experiment {run.experiment!r} is already at epoch {epoch}, where an earlier attempt of flow "
                 f"run {run.attempt.flow_run_name!r} was training to: nothing to train in attempt "
                 f"{run.attempt.run_count}")
+    if epoch < max_epochs:
+        return (f"experiment {run.experiment!r} is at epoch {epoch} of max_epochs={max_epochs}: nothing to "
+                "train (a callback's epoch_limit ends training here)")
     own_loader = run.resume is None and any(isinstance(cb, LoadInitState) and cb.checkpoint is run.checkpoint
                                             for _, cb in net.callbacks_)
     why = "" if own_loader else f' (resume="{run.resume or "latest"}")'
