@@ -38,7 +38,8 @@ def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr
     train_end_cp = TrainEndCheckpoint(dirname=dirname)
     load_state = LoadInitState(cp, until_max_epochs=True)
     net = NeuralNetClassifier(MyModule, lr=lr, max_epochs=max_epochs, callbacks=[cp, train_end_cp, load_state])
-    record = fit_in_flow(net, X, y, experiment="example", task_retries=1)
+    record = fit_in_flow(net, X, y, experiment="example", task_retries=1,
+                         data_source="prefect_torch.examples:make_data")  # for the summary's code
     if not record["trained_epochs"]:
         print(f"already trained to epoch {record['epoch']} in {dirname}; raise --max-epochs to go on")
     elif load_state.loaded_epoch_:

@@ -1,0 +1,169 @@
+"""The whole history of an experiment: one row per epoch ever trained, with the run that trained
+it and what became of its checkpoint version.
+
+Plain Python (no Prefect): the artifact publisher builds these rows on its own thread from a
+cheap snapshot of the net's history (:func:`epoch_snapshot`, taken on the training thread) and
+the checkpoint manifest.
+
+Who trained an epoch. Each run claims the checkpoint directory before it trains; the manifest
+keeps the last ``KEPT_CLAIMS`` claims, each with its flow run, attempt and the epoch it started
+from (``start``, recorded by the Prefect layer; older claims have only ``epoch``, the current
+epoch when they claimed). Epoch ``e`` was trained by the **newest claim that started before
+``e``**: a later run that resumed from an older epoch trained it again, and the history shows
+the retrained epoch. Epochs older than the oldest kept claim show ``earlier run`` when claims
+may have been dropped (the list is full), else ``fit``: they were trained without a flow (plain
+``net.fit``, or skorch).
+
+What became of its version (``checkpoint``): the version of *this* history is the kept version
+of that epoch written by the run that trained it (after a resume from an older epoch, several
+versions can hold one epoch: the others belong to a history that was abandoned); without a
+known trainer, the newest version of the epoch. It is ``current``, ``best`` (or
+``current, best``), ``kept``, ``pruned`` (committed once, since let go by retention) or
+``not saved`` (the Checkpoint's ``event_cp`` says it saved nothing that epoch).
+
+>>> snapshot = [{"epoch": 1, "train_loss": 0.9, "dur": 0.1, "saved": True},
+...             {"epoch": 2, "train_loss": 0.5, "dur": 0.1, "saved": True}]
+>>> claims = [{"session": "a", "flow_run_name": "gentle-fox", "run_count": 1, "start": 0},
+...           {"session": "b", "flow_run_name": "brave-owl", "run_count": 1, "start": 1}]
+>>> [(r["epoch"], r["run"], r["checkpoint"]) for r in history_rows(snapshot, claims, [])]
+[(1, 'gentle-fox', 'pruned'), (2, 'brave-owl', 'pruned')]
+>>> resume_marks(claims)
+[(1, 'brave-owl')]
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..checkpoint import Manifest, Version
+from ..checkpoint.store import KEPT_CLAIMS
+from ..reporting import is_reported_metric, metric_names_of
+
+EARLIER_RUN = "earlier run"  # trained by a run whose claim the manifest no longer keeps
+PLAIN_FIT = "fit"  # trained without a flow: net.fit, or skorch
+
+
+def epoch_snapshot(history: Iterable[Mapping[str, Any]], event_name: str | None = "event_cp") -> list[dict[str, Any]]:
+    """What the history table and the curves need of ``history`` (a net's epoch dicts), cheap
+    enough for the training thread: each epoch's number, reported metrics and ``dur`` (plain
+    numbers only, no batches), and ``saved``, the Checkpoint's ``event_name`` flag (``None`` if
+    it has none).
+
+    >>> epoch_snapshot([{"epoch": 1, "train_loss": 0.5, "dur": 0.2, "event_cp": True, "batches": [{}]}])
+    [{'epoch': 1, 'train_loss': 0.5, 'dur': 0.2, 'saved': True}]
+    """
+    rows = []
+    for number, row in enumerate(history, 1):
+        kept: dict[str, Any] = {"epoch": row.get("epoch", number)}
+        for key, value in row.items():
+            if (key == "dur" or is_reported_metric(key)) and key not in ("epoch", "batches") \
+                    and isinstance(value, (int, float)) and not isinstance(value, bool):
+                kept[key] = value
+        kept["saved"] = row.get(event_name) if event_name else None
+        rows.append(kept)
+    return rows
+
+
+def claim_start(claim: Mapping[str, Any]) -> int:
+    """The epoch ``claim`` started training from: its ``start`` if recorded, else its ``epoch``
+    (the current epoch when it claimed), else 0."""
+    for key in ("start", "epoch"):
+        value = claim.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
+
+
+def trainer_of(epoch: int, claims: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The claim that trained ``epoch``: the newest of ``claims`` (oldest first) that started
+    before it; ``None`` when none did."""
+    for claim in reversed(claims):
+        if claim_start(claim) < epoch:
+            return claim
+    return None
+
+
+def run_label(claim: Mapping[str, Any] | None, claims_full: bool) -> tuple[str, Any]:
+    """The ``run`` and ``attempt`` cells for an epoch trained by ``claim``."""
+    if claim is None:
+        return (EARLIER_RUN if claims_full else PLAIN_FIT), ""
+    name = claim.get("flow_run_name")
+    if not isinstance(name, str) or not name:
+        return PLAIN_FIT, ""
+    return name, claim.get("run_count", "")
+
+
+def version_of(epoch: int, claim: Mapping[str, Any] | None, versions: Sequence[Version]) -> Version | None:
+    """The kept version of ``epoch`` in this history: written by ``claim``'s session when the
+    trainer is known, else the newest version of that epoch."""
+    same = [v for v in versions if v.epoch == epoch]
+    session = claim.get("session") if claim is not None else None
+    if session:
+        same = [v for v in same if v.writer.get("session") == session]
+    return max(same, key=lambda v: v.id, default=None)
+
+
+def version_state(version: Version | None, manifest: Manifest | None, saved: Any) -> str:
+    """``current``, ``best``, ``current, best``, ``kept``, ``pruned`` or ``not saved``."""
+    if version is None or manifest is None:
+        return "not saved" if saved is False else "pruned"
+    marks = [name for name in ("current", "best") if getattr(manifest, name) == version.id]
+    return ", ".join(marks) or "kept"
+
+
+def history_rows(snapshot: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]],
+                 versions: Sequence[Version], manifest: Manifest | None = None) -> list[dict[str, Any]]:
+    """One table row per epoch of ``snapshot`` (see :func:`epoch_snapshot`): epoch, the
+    reported metrics (every row has the same columns), ``dur``, the ``run`` and ``attempt``
+    that trained it, the state of its ``checkpoint`` version and its ``version`` id (``""``
+    when not kept). See the module docstring for the rules."""
+    names = [name for name in metric_names_of(snapshot) if name != "saved"]
+    full = len(claims) >= KEPT_CLAIMS
+    rows = []
+    for row in snapshot:
+        epoch = row["epoch"]
+        claim = trainer_of(epoch, claims) if isinstance(epoch, int) else None
+        run, attempt = run_label(claim, full)
+        version = version_of(epoch, claim, versions) if isinstance(epoch, int) else None
+        rows.append({
+            "epoch": epoch,
+            **{name: _cell(row.get(name)) for name in names},
+            "dur": _cell(row.get("dur"), 3),
+            "run": run,
+            "attempt": attempt,
+            "checkpoint": version_state(version, manifest, row.get("saved")),
+            "version": version.id if version is not None else "",
+        })
+    return rows
+
+
+def experiment_rows(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | None) -> list[dict[str, Any]]:
+    """:func:`history_rows` of ``snapshot`` against ``manifest``'s claims and kept versions."""
+    if manifest is None:
+        return history_rows(snapshot, [], [])
+    return history_rows(snapshot, manifest.claims, manifest.versions, manifest)
+
+
+def resume_marks(claims: Sequence[Mapping[str, Any]], last_epoch: int | None = None) -> list[tuple[int, str]]:
+    """Where a run took over, for the curves: ``(epoch it started from, label)`` for each claim
+    that started after epoch 0 or is a later attempt of its flow run, oldest first. Left out:
+    a claim that a later one started at or before (none of its epochs remain in the history),
+    and one that started at ``last_epoch`` or later (it trained nothing shown)."""
+    marks = []
+    for i, claim in enumerate(claims):
+        start = claim_start(claim)
+        attempt = claim.get("run_count")
+        if any(claim_start(other) <= start for other in claims[i + 1:]):
+            continue
+        if last_epoch is not None and start >= last_epoch:
+            continue
+        if start > 0 or (isinstance(attempt, int) and attempt > 1):
+            name, _ = run_label(claim, False)
+            marks.append((start, name if not isinstance(attempt, int) or attempt <= 1 else f"{name} #{attempt}"))
+    return marks
+
+
+def _cell(value: Any, digits: int = 6) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, digits)
+    return value
