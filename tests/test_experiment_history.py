@@ -329,6 +329,12 @@ def s3_version(s3_server, max_epochs=2):
     return cp, store, store.read_manifest()
 
 
+def links_of(markdown, title="Current"):
+    """The download links of the summary's section about the ``title`` version, by file name."""
+    section = next(part for part in markdown.split("\n## ") if part.startswith(title))
+    return dict(re.findall(r"- ([\w.]+): \[download\]\((https?://[^)]+)\)", section))
+
+
 def download(link):
     with urllib.request.urlopen(link, timeout=30) as answer:  # no credentials: only the link
         return answer.read()
@@ -339,7 +345,7 @@ def test_s3_links_download_the_files_and_expire(s3_server):
     guide = load_guide(NeuralNetClassifier(MyModule), cp, link_seconds=3)
     began = time.time()
     text = summary_markdown("links", store, manifest, 2, 2, guide=guide, now=began)
-    links = dict(re.findall(r"- ([\w.]+): \[download\]\((https?://[^)]+)\)", text))
+    links = links_of(text)
     current = manifest.version(manifest.current)
     assert set(links) == set(current.files)
     for name, link in links.items():
@@ -359,11 +365,15 @@ def test_s3_flow_summary_links_and_no_secret_anywhere(prefect_server, s3_server,
     _, record = train(unique("s3"), url, 3, keep_last=2, storage_options=s3_server.storage_options())(experiment)
     flow_run = UUID(record["flow_run_id"])
     text = read_artifact(f"{experiment}-latest", flow_run)
-    manifest = CheckpointStore(url, storage_options=s3_server.storage_options()).read_manifest()
+    manifest = Checkpoint(dirname=url, storage_options=s3_server.storage_options()).store().read_manifest()
     current = manifest.version(manifest.current)
-    links = dict(re.findall(r"- ([\w.]+): \[download\]\((https?://[^)]+)\)", text))
-    assert set(links) >= set(current.files)
-    assert hashlib.sha256(download(links["params.pt"])).hexdigest() == current.files["params.pt"].sha256
+    for title, which in (("Current", current), ("Best", manifest.version(manifest.best))):
+        if which.id == current.id and title == "Best":
+            continue
+        links = links_of(text, title)
+        assert set(links) == set(which.files)
+        for name, link in links.items():
+            assert hashlib.sha256(download(link)).hexdigest() == which.files[name].sha256
     assert re.search(r"without credentials until \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
     assert "relative to the working directory" not in text  # an s3:// URL is the same everywhere
     for suffix in ("latest", "history", "checkpoints"):
