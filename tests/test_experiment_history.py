@@ -211,21 +211,30 @@ def snippet_for(markdown, version_id):
     return found[0]
 
 
+def assert_same_predictions(a, b):
+    """Equal labels, and probabilities equal up to float32 noise (``(labels, proba)`` pairs)."""
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-7)
+
+
 def run_snippet(snippet, cwd, env=None):
-    """Runs ``snippet`` as a user would paste it, in a fresh interpreter in ``cwd``; its predictions."""
-    script = snippet + "\nimport numpy\nnumpy.save('predicted.npy', numpy.asarray(y_pred))\n"
+    """Runs ``snippet`` as a user would paste it, in a fresh interpreter in ``cwd``; what its net predicts."""
+    script = snippet + ("\nimport numpy\nnumpy.save('labels.npy', numpy.asarray(y_pred))"
+                        "\nnumpy.save('proba.npy', net.predict_proba(X))\n")
     environment = {**(env or os.environ), "PYTHONPATH": str(SRC)}
     done = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=environment, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("[")  # the snippet prints its first predictions
-    return np.load(Path(cwd) / "predicted.npy")
+    return np.load(Path(cwd) / "labels.npy"), np.load(Path(cwd) / "proba.npy")
 
 
-def predictions_of(folder, X):
-    net = NeuralNetClassifier(MyModule).initialize()
-    net.module_.load_state_dict(torch.load(Path(folder) / "params.pt", weights_only=True))
-    return net.predict(X)
+def predictions_of(folder_or_net, X):
+    net = folder_or_net
+    if not isinstance(net, NeuralNetClassifier):
+        net = NeuralNetClassifier(MyModule).initialize()
+        net.module_.load_state_dict(torch.load(Path(folder_or_net) / "params.pt", weights_only=True))
+    return net.predict(X), net.predict_proba(X)
 
 
 def train(name, dirname, max_epochs, keep_last, lr=0.3, storage_options=None):
@@ -283,8 +292,8 @@ def test_history_summary_and_snippets_after_pruning_and_a_resume(prefect_server,
     X, _ = make_data(300)
     for which in (current, best):
         predicted = run_snippet(snippet_for(text, which.id), tmp_path)
-        np.testing.assert_array_equal(predicted, predictions_of(tmp_path / "ckpt" / "exp" / which.folder, X))
-    np.testing.assert_array_equal(run_snippet(snippet_for(text, current.id), tmp_path), net.predict(X))
+        assert_same_predictions(predicted, predictions_of(tmp_path / "ckpt" / "exp" / which.folder, X))
+    assert_same_predictions(run_snippet(snippet_for(text, current.id), tmp_path), predictions_of(net, X))
 
     # a second flow run resumes to 9: its name on epochs 7-9, the resume marked on the curves
     _, second = train(second_name, "ckpt/exp", 9, keep_last=2)(experiment)
@@ -301,7 +310,7 @@ def test_history_summary_and_snippets_after_pruning_and_a_resume(prefect_server,
     text = read_artifact(f"{experiment}-latest", UUID(second["flow_run_id"]))
     now_current = manifest.version(manifest.current)
     predicted = run_snippet(snippet_for(text, now_current.id), tmp_path)
-    np.testing.assert_array_equal(predicted, predictions_of(tmp_path / "ckpt" / "exp" / now_current.folder, X))
+    assert_same_predictions(predicted, predictions_of(tmp_path / "ckpt" / "exp" / now_current.folder, X))
 
 
 def test_without_matplotlib_the_summary_says_how_to_get_curves(tmp_path):
@@ -387,5 +396,5 @@ def test_s3_flow_summary_links_and_no_secret_anywhere(prefect_server, s3_server,
         expected = NeuralNetClassifier(MyModule).initialize()
         expected.load_params(checkpoint=Checkpoint(dirname=url, storage_options=s3_server.storage_options()),
                              version=current.id)
-    np.testing.assert_array_equal(predicted, expected.predict(X))
+    assert_same_predictions(predicted, predictions_of(expected, X))
 
