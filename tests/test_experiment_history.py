@@ -40,6 +40,7 @@ from prefect_torch.orchestration.experiment_history import (
     PLAIN_FIT,
     epoch_snapshot,
     history_rows,
+    lineage,
     resume_marks,
 )
 from prefect_torch.orchestration.loading import (
@@ -93,7 +94,12 @@ def test_a_resume_from_an_older_epoch_shows_the_retrained_epochs_and_their_versi
     assert [r["run"] for r in rows] == ["fox"] * 3 + ["owl"] * 2
     assert [r["version"] for r in rows[3:]] == [6, 7]  # this history's versions, not fox's abandoned ones
     assert [r["checkpoint"] for r in rows[3:]] == ["kept", "current"]  # best (fox's epoch 4) is not in it
-    assert resume_marks(claims, 5) == [(3, "owl")]
+    assert resume_marks(lineage(claims), 5) == [(3, "owl")]
+    # owl's own epoch 5 was pruned; fox's epoch 5 (the best) is kept, but it is not this history's
+    kept = [version(5, 5, "a"), version(8, 6, "b"), version(9, 7, "b")]
+    rows = history_rows(snapshot(7), claims, kept, manifest(kept, current=9, best=5, claims=claims))
+    assert [(r["checkpoint"], r["version"]) for r in rows[3:]] == [("pruned", ""), ("pruned", ""), ("kept", 8),
+                                                                   ("current", 9)]
 
 
 def test_epochs_before_the_oldest_kept_claim():
@@ -108,10 +114,29 @@ def test_epochs_before_the_oldest_kept_claim():
 
 def test_resume_marks_show_where_a_run_or_attempt_took_over():
     claims = [claim("a", "fox", 0), claim("b", "fox", 3, run_count=2), claim("c", "owl", 6), claim("d", "elk", 9)]
-    assert resume_marks(claims, 9) == [(3, "fox #2"), (6, "owl")]  # elk trained nothing yet
-    assert resume_marks([claim("a", "fox", 0), claim("b", "fox", 0, run_count=2)]) == [(0, "fox #2")]
+    assert resume_marks(lineage(claims), 9) == [(3, "fox #2"), (6, "owl")]  # elk trained nothing yet
+    assert resume_marks(lineage([claim("a", "fox", 0), claim("b", "fox", 0, run_count=2)])) == [(0, "fox #2")]
     # an attempt that crashed at its start and was started again from the same epoch leaves one mark
-    assert resume_marks([claim("a", "fox", 0), claim("b", "owl", 5), claim("c", "owl", 5, 2)], 8) == [(5, "owl #2")]
+    chain = lineage([claim("a", "fox", 0), claim("b", "owl", 5), claim("c", "owl", 5, 2)])
+    assert resume_marks(chain, 8) == [(5, "owl #2")]
+
+
+def test_the_chain_of_loaded_versions_skips_an_abandoned_resume():
+    # fox trained 1-5; owl resumed from fox's epoch 3 and crashed before committing; elk resumed from
+    # fox's epoch 5 and trained 6-7. Epochs 4-5 are fox's: owl's work was abandoned.
+    claims = [{**claim("a", "fox", 0), "from": None}, {**claim("b", "owl", 3), "from": "a"},
+              {**claim("c", "elk", 5), "from": "a"}]
+    kept = [version(5, 5, "a"), version(6, 6, "c"), version(7, 7, "c")]
+    rows = history_rows(snapshot(7), claims, kept, manifest(kept, current=7, best=5, claims=claims), head="c")
+    assert [r["run"] for r in rows] == ["fox"] * 5 + ["elk"] * 2
+    assert [r["checkpoint"] for r in rows[4:]] == ["best", "kept", "current"]
+    assert resume_marks(lineage(claims, "c"), 7) == [(5, "elk")]
+    # without "from" (claims of older versions) the newest claim started before wins: owl, wrongly
+    old = [{k: v for k, v in c.items() if k != "from"} for c in claims]
+    assert [r["run"] for r in history_rows(snapshot(7), old, kept)][3:5] == ["owl", "owl"]
+    # a damaged chain (a cycle) ends it: the older epochs are not attributed to anyone
+    cyclic = [{**claim("a", "fox", 2), "from": "b"}, {**claim("b", "owl", 4), "from": "a"}]
+    assert [r["run"] for r in history_rows(snapshot(5), cyclic, [], head="b")] == ["fit"] * 2 + ["fox"] * 2 + ["owl"]
 
 
 def test_the_snapshot_keeps_numbers_and_the_checkpoint_flag_only():

@@ -31,7 +31,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from ..checkpoint import CheckpointStore, Manifest, Version
-from .experiment_history import experiment_rows, resume_marks
+from .experiment_history import experiment_rows, history_head, lineage, resume_marks
 from .loading import LoadGuide, cli_commands, load_snippet
 from .records import checkpoint_record, checkpoint_rows, location_link, markdown_location
 
@@ -122,9 +122,11 @@ def _expiry(now: float | None, seconds: int) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def curve_images(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | None) -> tuple[dict[str, str], str | None]:
+def curve_images(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | None, head: str | None = None
+                 ) -> tuple[dict[str, str], str | None]:
     """The summary's curves as markdown images by name (loss, the scoring metric), with the
-    current and best epochs and each resume marked; or no images and a line saying why."""
+    current and best epochs and each resume of the history of run ``head`` (a writer session,
+    see :func:`~.experiment_history.lineage`) marked; or no images and a line saying why."""
     try:
         from .. import curves
     except ImportError:  # pragma: no cover - the module ships with the package
@@ -135,7 +137,8 @@ def curve_images(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | Non
         return {}, None
     current = manifest.version(manifest.current) if manifest else None
     best = manifest.version(manifest.best) if manifest else None
-    marks = resume_marks(manifest.claims if manifest else [], snapshot[-1].get("epoch"))
+    chain = lineage(manifest.claims, history_head(manifest, head)) if manifest else []
+    marks = resume_marks(chain, snapshot[-1].get("epoch"))
     pngs = curves.training_curves(list(snapshot), current=current.epoch if current else None,
                                   best=best.epoch if best else None, resumes=marks,
                                   scoring=scoring_metric(snapshot))
@@ -176,6 +179,12 @@ class ArtifactPublisher:
         self._images: tuple[dict[str, str], str | None] = ({}, None)
         self.draw_seconds: list[float] = []  # the time each drawing of the curves took (for benchmarks)
 
+    @property
+    def _session(self) -> str | None:
+        """The writer session of the run training now (its claim heads the history shown)."""
+        session = self.store.writer.get("session")
+        return session if isinstance(session, str) else None
+
     def start(self, manifest: Manifest | None, epoch: int, target: int,
               history: Sequence[Mapping[str, Any]] = ()) -> None:
         """Create the artifacts (in the flow run's context, which they are attached to); the
@@ -185,7 +194,7 @@ class ArtifactPublisher:
             checkpoint_rows(self.store, manifest), key=f"{self.key}-checkpoints",
             description=table_description(self.experiment, url)))
         self._ids["history"] = cast(UUID, create_table_artifact(
-            experiment_rows(snapshot, manifest), key=f"{self.key}-history",
+            experiment_rows(snapshot, manifest, self._session), key=f"{self.key}-history",
             description=history_description(self.experiment)))
         self._ids["markdown"] = cast(UUID, create_markdown_artifact(
             self._summary(manifest, epoch, target), key=f"{self.key}-latest",
@@ -251,7 +260,7 @@ class ArtifactPublisher:
                 table = TableArtifact(table=checkpoint_rows(self.store, manifest)).format(_sync=True)  # type: ignore[call-arg]
                 client.update_artifact(self._ids["table"], ArtifactUpdate(data=table))
                 if history is not None:
-                    rows = TableArtifact(table=experiment_rows(history, manifest)).format(_sync=True)  # type: ignore[call-arg]
+                    rows = TableArtifact(table=experiment_rows(history, manifest, self._session)).format(_sync=True)  # type: ignore[call-arg]
                     client.update_artifact(self._ids["history"], ArtifactUpdate(data=rows))
                     self._draw(history, manifest)
                 client.update_artifact(self._ids["markdown"], ArtifactUpdate(
@@ -270,7 +279,7 @@ class ArtifactPublisher:
             return
         began = time.perf_counter()
         try:
-            self._images = curve_images(history, manifest)
+            self._images = curve_images(history, manifest, self._session)
         except Exception as error:  # a plotting problem costs the curves, not the summary
             log.warning("could not draw the curves of experiment %s: %s: %s", self.experiment,
                         type(error).__name__, error)

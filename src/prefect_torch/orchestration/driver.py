@@ -25,7 +25,7 @@ from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
 from ..exceptions import StopTraining
 from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
-from .experiment_history import epoch_snapshot
+from .experiment_history import epoch_snapshot, loaded_from
 from .fencing import ResumeLimitError, claim_check, mark_taken_over
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
@@ -109,8 +109,10 @@ class TaskDriver:
         run, store = self.run, self.run.store
         start_epoch = len(net.history)
         target = start_epoch + epochs if run.stop_at is None else min(start_epoch + epochs, run.stop_at)
-        # "start": the epoch this run trains from, for the history's "who trained it" (see experiment_history)
-        before = store.claim({**run.label, "target": target, "start": start_epoch},
+        # "start", "from": the epoch this run trains from and who wrote it, for the history (see experiment_history)
+        loaded_manifest = store.read_manifest()
+        source = loaded_from(loaded_manifest, start_epoch) if loaded_manifest else None
+        before = store.claim({**run.label, "target": target, "start": start_epoch, "from": source},
                              claim_check(run.label, run.max_resumes))
         mark_taken_over(before, run.label)
         loaded = before.version(before.current)

@@ -6,12 +6,16 @@ cheap snapshot of the net's history (:func:`epoch_snapshot`, taken on the traini
 the checkpoint manifest.
 
 Who trained an epoch. Each run claims the checkpoint directory before it trains; the manifest
-keeps the last ``KEPT_CLAIMS`` claims, each with its flow run, attempt and the epoch it started
-from (``start``, recorded by the Prefect layer; older claims have only ``epoch``, the current
-epoch when they claimed). Epoch ``e`` was trained by the **newest claim that started before
-``e``**: a later run that resumed from an older epoch trained it again, and the history shows
-the retrained epoch. Epochs older than the oldest kept claim show ``earlier run`` when claims
-may have been dropped (the list is full), else ``fit``: they were trained without a flow (plain
+keeps the last ``KEPT_CLAIMS`` claims, each with its flow run and attempt, the epoch it started
+from (``start``) and the writer of the version it loaded (``from``; both recorded by the Prefect
+layer since issue 12). The history's runs are a chain: the run that trains now (or wrote the
+current version), the run whose version it loaded, and so on back to epoch 0 (:func:`lineage`);
+each trained the epochs after its ``start`` up to the next one's. A run that resumed from an
+older epoch and was later abandoned is not in the chain, and a retrained epoch shows the run
+that trained it last. For claims recorded before ``from`` existed, the chain goes on with the
+newest earlier claim that started before (only ``epoch``, the current epoch when it claimed,
+stands for ``start``). Epochs older than the chain show ``earlier run`` when claims may have
+been dropped (the list is full), else ``fit``: they were trained without a flow (plain
 ``net.fit``, or skorch).
 
 What became of its version (``checkpoint``): the version of *this* history is the kept version
@@ -23,11 +27,11 @@ known trainer, the newest version of the epoch. It is ``current``, ``best`` (or
 
 >>> snapshot = [{"epoch": 1, "train_loss": 0.9, "dur": 0.1, "saved": True},
 ...             {"epoch": 2, "train_loss": 0.5, "dur": 0.1, "saved": True}]
->>> claims = [{"session": "a", "flow_run_name": "gentle-fox", "run_count": 1, "start": 0},
-...           {"session": "b", "flow_run_name": "brave-owl", "run_count": 1, "start": 1}]
+>>> claims = [{"session": "a", "flow_run_name": "gentle-fox", "run_count": 1, "start": 0, "from": None},
+...           {"session": "b", "flow_run_name": "brave-owl", "run_count": 1, "start": 1, "from": "a"}]
 >>> [(r["epoch"], r["run"], r["checkpoint"]) for r in history_rows(snapshot, claims, [])]
 [(1, 'gentle-fox', 'pruned'), (2, 'brave-owl', 'pruned')]
->>> resume_marks(claims)
+>>> resume_marks(lineage(claims))
 [(1, 'brave-owl')]
 """
 from __future__ import annotations
@@ -74,10 +78,32 @@ def claim_start(claim: Mapping[str, Any]) -> int:
     return 0
 
 
-def trainer_of(epoch: int, claims: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The claim that trained ``epoch``: the newest of ``claims`` (oldest first) that started
-    before it; ``None`` when none did."""
-    for claim in reversed(claims):
+def lineage(claims: Sequence[Mapping[str, Any]], head: str | None = None) -> list[Mapping[str, Any]]:
+    """The claims whose epochs make up one history, newest first: from the claim of session
+    ``head`` (else the newest claim) back through the writers of the versions each one loaded
+    (see the module docstring). Damaged or cyclic links end the chain."""
+    if not claims:
+        return []
+    by_session = {c["session"]: c for c in claims if isinstance(c.get("session"), str)}
+    chain = [by_session.get(head) or claims[-1] if head else claims[-1]]
+    while claim_start(chain[-1]) > 0:
+        claim, start = chain[-1], claim_start(chain[-1])
+        if "from" in claim:
+            source = claim["from"]
+            found = by_session.get(source) if isinstance(source, str) else None
+        else:  # recorded before "from" existed: the newest earlier claim that started before it
+            earlier = claims[:next(i for i, c in enumerate(claims) if c is claim)]
+            found = next((c for c in reversed(earlier) if claim_start(c) < start), None)
+        if found is None or any(found is c for c in chain) or claim_start(found) >= start:
+            break
+        chain.append(found)
+    return chain
+
+
+def trainer_of(epoch: int, chain: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The claim of ``chain`` (newest first, see :func:`lineage`) that trained ``epoch``: the
+    first that started before it; ``None`` when none did."""
+    for claim in chain:
         if claim_start(claim) < epoch:
             return claim
     return None
@@ -112,17 +138,20 @@ def version_state(version: Version | None, manifest: Manifest | None, saved: Any
 
 
 def history_rows(snapshot: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]],
-                 versions: Sequence[Version], manifest: Manifest | None = None) -> list[dict[str, Any]]:
+                 versions: Sequence[Version], manifest: Manifest | None = None, head: str | None = None
+                 ) -> list[dict[str, Any]]:
     """One table row per epoch of ``snapshot`` (see :func:`epoch_snapshot`): epoch, the
     reported metrics (every row has the same columns), ``dur``, the ``run`` and ``attempt``
     that trained it, the state of its ``checkpoint`` version and its ``version`` id (``""``
-    when not kept). See the module docstring for the rules."""
+    when not kept). ``head`` is the session of the run whose history it is (see
+    :func:`lineage`). See the module docstring for the rules."""
     names = [name for name in metric_names_of(snapshot) if name != "saved"]
     full = len(claims) >= KEPT_CLAIMS
+    chain = lineage(claims, head)
     rows = []
     for row in snapshot:
         epoch = row["epoch"]
-        claim = trainer_of(epoch, claims) if isinstance(epoch, int) else None
+        claim = trainer_of(epoch, chain) if isinstance(epoch, int) else None
         run, attempt = run_label(claim, full)
         version = version_of(epoch, claim, versions) if isinstance(epoch, int) else None
         rows.append({
@@ -137,24 +166,46 @@ def history_rows(snapshot: Sequence[Mapping[str, Any]], claims: Sequence[Mapping
     return rows
 
 
-def experiment_rows(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | None) -> list[dict[str, Any]]:
-    """:func:`history_rows` of ``snapshot`` against ``manifest``'s claims and kept versions."""
+def experiment_rows(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | None, head: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """:func:`history_rows` of ``snapshot`` against ``manifest``'s claims and kept versions;
+    ``head``: the session of the run it belongs to (default: the current version's writer)."""
     if manifest is None:
         return history_rows(snapshot, [], [])
-    return history_rows(snapshot, manifest.claims, manifest.versions, manifest)
+    return history_rows(snapshot, manifest.claims, manifest.versions, manifest, history_head(manifest, head))
 
 
-def resume_marks(claims: Sequence[Mapping[str, Any]], last_epoch: int | None = None) -> list[tuple[int, str]]:
+def history_head(manifest: Manifest | None, head: str | None = None) -> str | None:
+    """``head`` if ``manifest`` keeps its claim, else the session that wrote the current version."""
+    if manifest is None:
+        return None
+    if head and any(claim.get("session") == head for claim in manifest.claims):
+        return head
+    current = manifest.version(manifest.current)
+    session = current.writer.get("session") if current else None
+    return session if isinstance(session, str) else None
+
+
+def loaded_from(manifest: Manifest, epoch: int) -> str | None:
+    """The session that wrote the version a run starting at ``epoch`` loaded (its claim's
+    ``from``): of ``manifest``'s versions of that epoch the current, else the best, else the
+    newest; ``None`` from scratch or when none is kept."""
+    same = [v for v in manifest.versions if v.epoch == epoch] if epoch > 0 else []
+    preferred = [v for v in same if v.id == manifest.current] or [v for v in same if v.id == manifest.best] or same
+    source = max(preferred, key=lambda v: v.id, default=None)
+    session = source.writer.get("session") if source else None
+    return session if isinstance(session, str) else None
+
+
+def resume_marks(chain: Sequence[Mapping[str, Any]], last_epoch: int | None = None) -> list[tuple[int, str]]:
     """Where a run took over, for the curves: ``(epoch it started from, label)`` for each claim
-    that started after epoch 0 or is a later attempt of its flow run, oldest first. Left out:
-    a claim that a later one started at or before (none of its epochs remain in the history),
-    and one that started at ``last_epoch`` or later (it trained nothing shown)."""
+    of ``chain`` (see :func:`lineage`) that started after epoch 0 or is a later attempt of its
+    flow run, oldest first; not one that started at ``last_epoch`` or later (it trained
+    nothing shown)."""
     marks = []
-    for i, claim in enumerate(claims):
+    for claim in reversed(chain):
         start = claim_start(claim)
         attempt = claim.get("run_count")
-        if any(claim_start(other) <= start for other in claims[i + 1:]):
-            continue
         if last_epoch is not None and start >= last_epoch:
             continue
         if start > 0 or (isinstance(attempt, int) and attempt > 1):
