@@ -33,7 +33,7 @@ from prefect.client.schemas.actions import ArtifactUpdate
 from ..checkpoint import CheckpointStore, Manifest, Version
 from .experiment_history import experiment_rows, history_head, lineage, resume_marks
 from .loading import LoadGuide, cli_commands, load_snippet
-from .records import checkpoint_record, checkpoint_rows, location_link, markdown_location
+from .records import checkpoint_record, checkpoint_rows, markdown_location
 
 log = logging.getLogger("prefect_torch.orchestration")
 PLOT_EXTRA = "pip install 'prefect-torch[plot]'"
