@@ -71,10 +71,11 @@ def test_checkpoint_table_renders(browser, prefect_server, demo_run):  # noqa: F
 
 def test_flow_run_artifacts_tab_and_markdown(browser, prefect_server, demo_run):  # noqa: F811
     record = demo_run["record"]
-    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=3)
+    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=4)
     save_screenshot(browser, "flow-run-artifacts-tab")
     assert {(card.type, card.key) for card in cards} == {
-        ("TABLE", KEY), ("MARKDOWN", MARKDOWN_KEY), ("PROGRESS", f"{EXPERIMENT}-progress")}
+        ("TABLE", KEY), ("TABLE", f"{EXPERIMENT}-history"), ("MARKDOWN", MARKDOWN_KEY),
+        ("PROGRESS", f"{EXPERIMENT}-progress")}
 
     text, links = open_markdown_artifact(browser, prefect_server.ui_url, MARKDOWN_KEY)
     save_screenshot(browser, "latest-markdown")
