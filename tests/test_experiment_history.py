@@ -94,7 +94,7 @@ def test_a_resume_from_an_older_epoch_shows_the_retrained_epochs_and_their_versi
     assert [r["run"] for r in rows] == ["fox"] * 3 + ["owl"] * 2
     assert [r["version"] for r in rows[3:]] == [6, 7]  # this history's versions, not fox's abandoned ones
     assert [r["checkpoint"] for r in rows[3:]] == ["kept", "current"]  # best (fox's epoch 4) is not in it
-    assert resume_marks(lineage(claims), 5) == [(3, "owl")]
+    assert resume_marks(lineage(claims), 5) == [(3, "run owl")]
     # owl's own epoch 5 was pruned; fox's epoch 5 (the best) is kept, but it is not this history's
     kept = [version(5, 5, "a"), version(8, 6, "b"), version(9, 7, "b")]
     rows = history_rows(snapshot(7), claims, kept, manifest(kept, current=9, best=5, claims=claims))
@@ -114,11 +114,11 @@ def test_epochs_before_the_oldest_kept_claim():
 
 def test_resume_marks_show_where_a_run_or_attempt_took_over():
     claims = [claim("a", "fox", 0), claim("b", "fox", 3, run_count=2), claim("c", "owl", 6), claim("d", "elk", 9)]
-    assert resume_marks(lineage(claims), 9) == [(3, "fox #2"), (6, "owl")]  # elk trained nothing yet
-    assert resume_marks(lineage([claim("a", "fox", 0), claim("b", "fox", 0, run_count=2)])) == [(0, "fox #2")]
+    assert resume_marks(lineage(claims), 9) == [(3, "run fox, attempt 2"), (6, "run owl")]  # elk trained nothing yet
+    assert resume_marks(lineage([claim("a", "fox", 0), claim("b", "fox", 0, run_count=2)])) == [(0, "run fox, attempt 2")]
     # an attempt that crashed at its start and was started again from the same epoch leaves one mark
     chain = lineage([claim("a", "fox", 0), claim("b", "owl", 5), claim("c", "owl", 5, 2)])
-    assert resume_marks(chain, 8) == [(5, "owl #2")]
+    assert resume_marks(chain, 8) == [(5, "run owl, attempt 2")]
 
 
 def test_the_chain_of_loaded_versions_skips_an_abandoned_resume():
@@ -130,7 +130,7 @@ def test_the_chain_of_loaded_versions_skips_an_abandoned_resume():
     rows = history_rows(snapshot(7), claims, kept, manifest(kept, current=7, best=5, claims=claims), head="c")
     assert [r["run"] for r in rows] == ["fox"] * 5 + ["elk"] * 2
     assert [r["checkpoint"] for r in rows[4:]] == ["best", "kept", "current"]
-    assert resume_marks(lineage(claims, "c"), 7) == [(5, "elk")]
+    assert resume_marks(lineage(claims, "c"), 7) == [(5, "run elk")]
     # without "from" (claims of older versions) the newest claim started before wins: owl, wrongly
     old = [{k: v for k, v in c.items() if k != "from"} for c in claims]
     assert [r["run"] for r in history_rows(snapshot(7), old, kept)][3:5] == ["owl", "owl"]
@@ -331,7 +331,7 @@ def test_history_summary_and_snippets_after_pruning_and_a_resume(prefect_server,
     assert [r["checkpoint"] for r in rows if r["version"] != ""] == [
         ("current, best" if v.id == manifest.current == manifest.best else "current" if v.id == manifest.current
          else "best" if v.id == manifest.best else "kept") for v in sorted(manifest.versions, key=lambda v: v.epoch)]
-    assert curves_calls[-1]["resumes"] == [(6, second_name)]
+    assert curves_calls[-1]["resumes"] == [(6, f"run {second_name}")]
     text = read_artifact(f"{experiment}-latest", UUID(second["flow_run_id"]))
     now_current = manifest.version(manifest.current)
     predicted = run_snippet(snippet_for(text, now_current.id), tmp_path)

@@ -36,6 +36,7 @@ from .loading import LoadGuide, cli_commands, load_snippet
 from .records import checkpoint_record, checkpoint_rows, markdown_location
 
 log = logging.getLogger("prefect_torch.orchestration")
+CURVES_SHARE = 0.02  # during training, the curves take at most this share of the time (bench/curves_cost.py)
 PLOT_EXTRA = "pip install 'prefect-torch[plot]'"
 
 
@@ -145,6 +146,17 @@ def curve_images(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | Non
     return {name: curves.markdown_image(png, f"{name} curve") for name, png in pngs.items()}, None
 
 
+def curves_delay(draw_seconds: float, interval: float) -> float:
+    """Seconds to wait after a drawing that took ``draw_seconds`` before the next one during
+    training: the table's ``interval``, or longer so that drawing stays within
+    :data:`CURVES_SHARE` of the time.
+
+    >>> curves_delay(0.05, 5.0), curves_delay(0.4, 5.0)
+    (5.0, 20.0)
+    """
+    return max(interval, draw_seconds / CURVES_SHARE)
+
+
 def scoring_metric(snapshot: Sequence[Mapping[str, Any]]) -> str | None:
     """The score to plot beside the losses: the first validation score that is not a loss.
 
@@ -176,6 +188,7 @@ class ArtifactPublisher:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._drawn: tuple[Any, ...] | None = None  # what the curves in ``_images`` show
+        self._next_drawing = 0.0  # monotonic time before which training's curves are not drawn again
         self._images: tuple[dict[str, str], str | None] = ({}, None)
         self.draw_seconds: list[float] = []  # the time each drawing of the curves took (for benchmarks)
 
@@ -241,16 +254,16 @@ class ArtifactPublisher:
                     return  # closing, and everything sent
                 now = time.monotonic()
                 full = closing or now >= checkpoints_due
-                sent = self._send(client, state, sent, full)
+                sent = self._send(client, state, sent, full, closing)
                 if full:
                     checkpoints_due = now + self.checkpoints_interval
                 with self._wake:  # coalesce what arrives meanwhile; closing cuts the wait short
                     while not self._closing and time.monotonic() < now + self.progress_interval:
                         self._wake.wait(timeout=now + self.progress_interval - time.monotonic())
 
-    def _send(self, client: Any, state: dict[str, Any], sent: Any, full: bool) -> Any:
+    def _send(self, client: Any, state: dict[str, Any], sent: Any, full: bool, final: bool = False) -> Any:
         """Progress; with ``full``, also the tables and summary if the manifest or the history
-        changed since ``sent``. Returns what the tables now show."""
+        changed since ``sent`` (``final``: training ended). Returns what the tables now show."""
         manifest, epoch, target, history = state["manifest"], state["epoch"], state["target"], state["history"]
         shown = (manifest.to_json() if manifest is not None else None, history)
         try:
@@ -262,7 +275,7 @@ class ArtifactPublisher:
                 if history is not None:
                     rows = TableArtifact(table=experiment_rows(history, manifest, self._session)).format(_sync=True)  # type: ignore[call-arg]
                     client.update_artifact(self._ids["history"], ArtifactUpdate(data=rows))
-                    self._draw(history, manifest)
+                    self._draw(history, manifest, final)
                 client.update_artifact(self._ids["markdown"], ArtifactUpdate(
                     data=self._summary(manifest, epoch, target)))
                 return shown
@@ -271,11 +284,13 @@ class ArtifactPublisher:
                         self.experiment, type(error).__name__, error)
         return sent
 
-    def _draw(self, history: Sequence[Mapping[str, Any]], manifest: Manifest | None) -> None:
-        """Draw the curves again if what they show changed (on the helper thread only)."""
+    def _draw(self, history: Sequence[Mapping[str, Any]], manifest: Manifest | None, final: bool = False) -> None:
+        """Draw the curves again if what they show changed (on the helper thread only). While
+        training goes on, not sooner than :func:`curves_delay` after the last drawing: matplotlib
+        holds the GIL, so drawing competes with a training loop that needs it."""
         drawn = (history, manifest.current if manifest else None, manifest.best if manifest else None,
                  tuple(claim.get("session") for claim in manifest.claims) if manifest else ())
-        if drawn == self._drawn:
+        if drawn == self._drawn or (not final and time.monotonic() < self._next_drawing):
             return
         began = time.perf_counter()
         try:
@@ -284,8 +299,10 @@ class ArtifactPublisher:
             log.warning("could not draw the curves of experiment %s: %s: %s", self.experiment,
                         type(error).__name__, error)
             self._images = ({}, None)
-        self.draw_seconds.append(time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        self.draw_seconds.append(seconds)
         self._drawn = drawn
+        self._next_drawing = time.monotonic() + curves_delay(seconds, self.checkpoints_interval)
 
     def _summary(self, manifest: Manifest | None, epoch: int, target: int) -> str:
         images, note = self._images

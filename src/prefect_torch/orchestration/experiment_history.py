@@ -32,7 +32,7 @@ known trainer, the newest version of the epoch. It is ``current``, ``best`` (or
 >>> [(r["epoch"], r["run"], r["checkpoint"]) for r in history_rows(snapshot, claims, [])]
 [(1, 'gentle-fox', 'pruned'), (2, 'brave-owl', 'pruned')]
 >>> resume_marks(lineage(claims))
-[(1, 'brave-owl')]
+[(1, 'run brave-owl')]
 """
 from __future__ import annotations
 
@@ -210,7 +210,8 @@ def resume_marks(chain: Sequence[Mapping[str, Any]], last_epoch: int | None = No
             continue
         if start > 0 or (isinstance(attempt, int) and attempt > 1):
             name, _ = run_label(claim, False)
-            marks.append((start, name if not isinstance(attempt, int) or attempt <= 1 else f"{name} #{attempt}"))
+            later = isinstance(attempt, int) and attempt > 1
+            marks.append((start, f"run {name}, attempt {attempt}" if later else f"run {name}"))
     return marks
 
 
