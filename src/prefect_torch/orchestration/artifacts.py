@@ -190,7 +190,6 @@ class ArtifactPublisher:
         self._drawn: tuple[Any, ...] | None = None  # what the curves in ``_images`` show
         self._next_drawing = 0.0  # monotonic time before which training's curves are not drawn again
         self._images: tuple[dict[str, str], str | None] = ({}, None)
-        self.draw_seconds: list[float] = []  # the time each drawing of the curves took (for benchmarks)
 
     @property
     def _session(self) -> str | None:
@@ -300,7 +299,6 @@ class ArtifactPublisher:
                         type(error).__name__, error)
             self._images = ({}, None)
         seconds = time.perf_counter() - began
-        self.draw_seconds.append(seconds)
         self._drawn = drawn
         self._next_drawing = time.monotonic() + curves_delay(seconds, self.checkpoints_interval)
 
