@@ -32,7 +32,7 @@ from prefect.client.schemas.actions import ArtifactUpdate
 
 from ..checkpoint import CheckpointStore, Manifest, Version
 from .experiment_history import experiment_rows, history_head, lineage, resume_marks
-from .loading import LoadGuide, cli_commands, load_snippet
+from .loading import LINK_EXPIRES_ENV, LoadGuide, cli_commands, load_snippet
 from .records import checkpoint_record, checkpoint_rows, markdown_location
 
 log = logging.getLogger("prefect_torch.orchestration")
@@ -92,8 +92,8 @@ def summary_markdown(experiment: str, store: CheckpointStore, manifest: Manifest
         if guide is not None:
             lines += load_section(guide, version.id)
     if expiry:
-        lines += [f"The download links work without credentials until {expiry}; the next update of this "
-                  "summary signs new ones.", ""]
+        lines += [f"The download links work without credentials until {expiry} (`{LINK_EXPIRES_ENV}` where the flow "
+                  "runs sets how many seconds they last, at most 7 days).", ""]
     if manifest is None or not manifest.versions:
         lines.append("No checkpoint committed yet.")
     lines += ["", f"Check the files: `prefect-torch verify {url}`. A re-run of this flow with the same "
