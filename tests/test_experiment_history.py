@@ -38,6 +38,7 @@ from prefect_torch.orchestration.artifacts import summary_markdown
 from prefect_torch.orchestration.experiment_history import (
     EARLIER_RUN,
     PLAIN_FIT,
+    HistorySnapshots,
     epoch_snapshot,
     history_rows,
     lineage,
@@ -145,6 +146,21 @@ def test_the_snapshot_keeps_numbers_and_the_checkpoint_flag_only():
                 "checkpoint_skipped": "train_loss is nan"}]
     assert epoch_snapshot(history) == [{"epoch": 1, "train_loss": 0.5, "valid_acc": 0.7, "dur": 0.2, "saved": True}]
     assert epoch_snapshot(history, None)[0]["saved"] is None
+
+
+def test_repeated_snapshots_read_only_new_epochs_and_follow_a_replaced_history():
+    history = [{"epoch": e, "train_loss": 1 / e, "event_cp": True, "batches": [{}]} for e in range(1, 6)]
+    snapshots = HistorySnapshots()
+    first = snapshots.take(history)
+    history[3]["train_loss"] = -1.0  # an old epoch is not read again (it no longer changes in training)...
+    history[4]["event_cp"] = False  # ...the newest are: a failed commit clears the flag after the epoch
+    history.append({"epoch": 6, "train_loss": 0.1})
+    second = snapshots.take(history)
+    assert [r["epoch"] for r in second] == [1, 2, 3, 4, 5, 6] and second[0] is first[0]
+    assert second[3]["train_loss"] == 0.25 and second[4]["saved"] is False and first[4]["saved"] is True
+    restored = [dict(row) for row in history[:3]]  # a retry restored a checkpoint: new epoch dicts
+    restored[2]["train_loss"] = 0.3
+    assert snapshots.take(restored) == epoch_snapshot(restored)
 
 
 # --- the snippet and its data, without a server ---------------------------------------------------

@@ -25,7 +25,7 @@ from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
 from ..exceptions import StopTraining
 from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
-from .experiment_history import epoch_snapshot, loaded_from
+from .experiment_history import HistorySnapshots, loaded_from
 from .fencing import ResumeLimitError, claim_check, mark_taken_over
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
@@ -104,6 +104,7 @@ class TaskDriver:
         self.records: list[dict[str, Any]] = []
         self.close_seconds = 0.0  # the artifacts' final flush, when training ended
         self.interrupts = InterruptRequests()  # fit_in_flow installs them around the fit
+        self.snapshots = HistorySnapshots(run.checkpoint.event_name)  # for the artifacts, taken after each task
 
     def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
         run, store = self.run, self.run.store
@@ -134,7 +135,7 @@ class TaskDriver:
 
     def snapshot(self, net: Any) -> list[dict[str, Any]]:
         """What the history artifact and the curves need of the net's history (cheap, no batches)."""
-        return epoch_snapshot(net.history, self.run.checkpoint.event_name)
+        return self.snapshots.take(net.history)
 
     def _run_tasks(self, run: EpochRun, target: int, publisher: ArtifactPublisher | None) -> None:
         """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""
