@@ -90,3 +90,12 @@ def test_containment_cost_runs(tmp_path):
     row = next(line for line in stdout.splitlines() if line.startswith("| 0.1 MB |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[1]) > 0 and int(cells[2]) > 0 and cells[-1].endswith("%")
+
+
+@pytest.mark.slow
+def test_curves_cost_quick_run_prints_costs_and_the_training_ratios():
+    pytest.importorskip("matplotlib")
+    stdout, _ = run_bench("curves_cost.py", "--quick")
+    assert "snapshot (training thread)" in stdout and "2 PNG" in stdout
+    assert "as the publisher draws" in stdout and "curves back to back" in stdout
+    assert "identical weights: True" in stdout
