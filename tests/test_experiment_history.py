@@ -187,6 +187,17 @@ def test_the_snippet_rebuilds_what_can_be_imported_and_marks_the_rest(tmp_path):
         load_guide(net, cp, data_source="make_data")
 
 
+def test_the_snippet_of_a_train_flow_or_sweep_net():
+    from prefect_torch.orchestration.flows import prepare_net
+
+    net = prepare_net("prefect_torch.examples:make_net", {"num_units": 20, "lr": 0.05}, "runs/trial")
+    cp = next(cb for _, cb in net.initialize().callbacks_ if isinstance(cb, Checkpoint))
+    guide = load_guide(net, cp, data_source="prefect_torch.examples:make_data", data_params={"n_samples": 100})
+    snippet = load_snippet(guide, 3)
+    assert guide.runnable and "net = NeuralNetClassifier(MyModule, module__num_units=20)" in snippet
+    assert "Checkpoint(dirname='runs/trial'), version=3)" in snippet and "X, y = make_data(n_samples=100)" in snippet
+
+
 def test_the_link_expiry_comes_from_the_environment(monkeypatch):
     cp = Checkpoint(monitor=None, dirname="x")
     monkeypatch.setenv(LINK_EXPIRES_ENV, "120")
@@ -344,6 +355,11 @@ def test_history_summary_and_snippets_after_pruning_and_a_resume(prefect_server,
     assert [r["epoch"] for r in rows] == [row["epoch"] for row in history] == list(range(1, 10))
     assert [r["run"] for r in rows] == [first_name] * 6 + [second_name] * 3
     manifest = store.read_manifest()
+    # each run's claim records where it started and who wrote the version it loaded
+    first_claim, second_claim = manifest.claims
+    assert (first_claim["flow_run_name"], first_claim["start"], first_claim["from"]) == (first_name, 0, None)
+    assert (second_claim["flow_run_name"], second_claim["start"]) == (second_name, 6)
+    assert second_claim["from"] == current.writer["session"] == first_claim["session"]
     assert [r["checkpoint"] for r in rows if r["version"] != ""] == [
         ("current, best" if v.id == manifest.current == manifest.best else "current" if v.id == manifest.current
          else "best" if v.id == manifest.best else "kept") for v in sorted(manifest.versions, key=lambda v: v.epoch)]
