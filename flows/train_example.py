@@ -35,7 +35,8 @@ def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr
     net = NeuralNetClassifier(MyModule, lr=lr, max_epochs=max_epochs, callbacks=[cp, train_end_cp, load_state])
     # (with all epochs done, fit_in_flow says so in the run's logs, in these words)
     record = fit_in_flow(net, X, y, experiment="example", task_retries=1,
-                         train_more_hint=f"run it with --max-epochs {max_epochs + 5} to train 5 more")
+                         train_more_hint=f"run it with --max-epochs {max_epochs + 5} to train 5 more",
+                         data_source="prefect_torch.examples:make_data")  # for the summary's code
     if record["trained_epochs"] and load_state.loaded_epoch_:
         print(f"\nresumed after epoch {load_state.loaded_epoch_} from {dirname}")
     print(f"training accuracy: {net.score(X, y):.4f}")

@@ -9,16 +9,22 @@ they render and compares what they show with the checkpoint directory on disk. S
 """
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from browser import (
+    DOM,
     UIS,
     browser,  # noqa: F401  (one headless Chromium per session)
+    markdown_code_blocks,
+    markdown_images,
     open_artifact,
     open_artifact_table,
     open_flow_run_artifacts,
@@ -41,6 +47,8 @@ EXPERIMENT = "ui-demo"
 KEY = f"{EXPERIMENT}-checkpoints"
 MARKDOWN_KEY = f"{EXPERIMENT}-latest"
 PROGRESS_KEY = f"{EXPERIMENT}-progress"
+HISTORY_KEY = f"{EXPERIMENT}-history"
+DATA_SIZE = 300
 FIRST_EPOCHS, EPOCHS = 5, 12  # the second run resumes at 6: more than one page (10 rows) of history
 HEADER = ["epoch", "version", "current", "best", "train_loss", "valid_loss", "valid_acc", "size", "sha256", "folder"]
 
@@ -66,7 +74,8 @@ def demo_run(prefect_server, tmp_path_factory) -> dict:
         torch.manual_seed(0)
         net = NeuralNetClassifier(MyModule, max_epochs=max_epochs, lr=0.5, verbose=0,
                                   callbacks=[Checkpoint(monitor=None, dirname=str(dirname))])
-        return fit_in_flow(net, *make_data(300), experiment=EXPERIMENT)
+        return fit_in_flow(net, *make_data(DATA_SIZE), experiment=EXPERIMENT,
+                           data_source="prefect_torch.examples:make_data", data_params={"n_samples": DATA_SIZE})
 
     first = ui_demo(FIRST_EPOCHS)
     record = ui_demo(EPOCHS)
@@ -116,16 +125,16 @@ def test_flow_run_artifacts_tab_shows_the_progress(browser, prefect_server, demo
     """Each card of the flow run's Artifacts tab; the progress card says how far training got
     (both UIs show a card's description, not its value)."""
     record, first = demo_run["record"], demo_run["first"]
-    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=3, ui=ui)
+    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, record["flow_run_id"], expect=4, ui=ui)
     scroll_into_view(browser, f"{'.flow-run-artifacts' if ui == 'v1' else '[data-testid=flow-run-artifacts-grid]'}")
     save_screenshot(browser, f"{ui}-flow-run-artifacts-tab")
-    assert {(card.type, card.key) for card in cards} >= {
-        ("TABLE", KEY), ("MARKDOWN", MARKDOWN_KEY), ("PROGRESS", PROGRESS_KEY)}
+    assert {(card.type, card.key) for card in cards} == {
+        ("TABLE", KEY), ("TABLE", HISTORY_KEY), ("MARKDOWN", MARKDOWN_KEY), ("PROGRESS", PROGRESS_KEY)}
     progress, = (card for card in cards if card.type == "PROGRESS")
     assert progress.description.startswith(f"100% trained: epoch {EPOCHS} of {EPOCHS}"), progress.description
 
     # the first run's card keeps what it reached, and its page shows the value too
-    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, first["flow_run_id"], expect=3, ui=ui)
+    cards = open_flow_run_artifacts(browser, prefect_server.ui_url, first["flow_run_id"], expect=4, ui=ui)
     progress, = (card for card in cards if card.type == "PROGRESS")
     assert progress.description.startswith(f"100% trained: epoch {FIRST_EPOCHS} of {FIRST_EPOCHS}")
     open_artifact(browser, prefect_server.ui_url, progress.url.rsplit("/", 1)[-1], ui=ui)
@@ -133,14 +142,85 @@ def test_flow_run_artifacts_tab_shows_the_progress(browser, prefect_server, demo
 
 
 @pytest.mark.parametrize("ui", UIS)
-def test_summary_markdown(browser, prefect_server, demo_run, ui):  # noqa: F811
+def test_summary_shows_curves_and_code_that_loads_each_version(browser, prefect_server, demo_run, ui,  # noqa: F811
+                                                               tmp_path):
+    """The summary's curve images have loaded, and each Python snippet, copied from the page as
+    the browser shows it, loads the version it names and predicts what that version predicts."""
     text, links = open_markdown_artifact(browser, prefect_server.ui_url, MARKDOWN_KEY, ui=ui)
+    images = markdown_images(browser, ui=ui)
     save_screenshot(browser, f"{ui}-summary")
-    record = demo_run["record"]
+    scroll_into_view(browser, f"{DOM[ui].markdown} pre")
+    save_screenshot(browser, f"{ui}-summary-code")
+    manifest, record = demo_run["manifest"], demo_run["record"]
     current = record["current"]
-    title = "Current and best" if record["best"] == current else "Current"
+    title = "Current and best" if manifest.best == manifest.current else "Current"
     assert f"{title}: epoch {current['epoch']} (version {current['version']})" in text
     assert current["sha256"] in text and "prefect-torch verify" in text
+
+    assert len(images) >= 2, images  # the losses, and the score
+    for image in images:
+        assert image.src_prefix.startswith("data:image/png;base64,") and image.natural_width > 0, image
+
+    # its links to the tables open them in the server's default UI (v2), whichever UI shows the summary
+    default = ui_base(prefect_server.ui_url, "v2")
+    tables = [link for link in links if "/artifacts/key/" in link]
+    assert tables == [f"{default}/artifacts/key/{HISTORY_KEY}", f"{default}/artifacts/key/{KEY}"], links
+
+    snippets = [code for code in markdown_code_blocks(browser, ui=ui) if "load_params(" in code]
+    named = {int(re.search(r"version=(\d+)\)", code)[1]): code for code in snippets}
+    assert set(named) == {manifest.current, manifest.best}
+    for version, code in named.items():
+        expected = predictions_of(demo_run["dirname"], version)
+        got = run_snippet(code, tmp_path / f"v{version}.npy")
+        assert (got == expected).all(), f"version {version}: the snippet's predictions differ"
+
+    browser.get(tables[0])
+    wait_for_text(browser, HISTORY_KEY)
+    assert ui_of(browser.current_url) == "v2"
+
+
+def predictions_of(dirname, version: int):
+    """What ``version`` of the checkpoint predicts on the training data, loaded here with load_params."""
+    from prefect_torch import NeuralNetClassifier
+    from prefect_torch.callbacks import Checkpoint
+    from prefect_torch.examples import MyModule, make_data
+
+    net = NeuralNetClassifier(MyModule).initialize()
+    net.load_params(checkpoint=Checkpoint(dirname=str(dirname)), version=version)
+    return net.predict(make_data(DATA_SIZE)[0])
+
+
+_snippet_runs: dict[str, np.ndarray] = {}  # code -> its y_pred: both UIs show the same code, run once
+
+
+def run_snippet(code: str, out: pathlib.Path) -> np.ndarray:
+    """Runs ``code`` (as copied from the page) in a new Python in this directory (where the flow
+    ran), then saves its ``y_pred``; returns it. The same code (from the other UI) runs once."""
+    if code.strip() in _snippet_runs:
+        return _snippet_runs[code.strip()]
+    script = f"{code}\n\nimport numpy\nnumpy.save({str(out)!r}, y_pred)\n"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, f"the snippet failed:\n{code}\n{result.stderr[-3000:]}"
+    _snippet_runs[code.strip()] = np.load(out)
+    return _snippet_runs[code.strip()]
+
+
+@pytest.mark.parametrize("ui", UIS)
+def test_history_table_has_every_epoch(browser, prefect_server, demo_run, ui):  # noqa: F811
+    """One row per epoch of the current checkpoint's history.json, over all pages, both runs."""
+    rows = open_artifact_table(browser, prefect_server.ui_url, HISTORY_KEY, ui=ui)
+    header = read_table(browser, ui=ui).header
+    save_screenshot(browser, f"{ui}-history")
+    history = json.loads((demo_run["dirname"] / "history.json").read_text())
+    assert len(history) == EPOCHS
+    cells = [dict(zip(header, row)) for row in rows]
+    assert [int(c["epoch"]) for c in cells] == [h["epoch"] for h in history]
+    for c, h in zip(cells, history):
+        assert float(c["valid_loss"]) == pytest.approx(h["valid_loss"], rel=1e-3)
+    first, second = (demo_run["names"][demo_run[r]["flow_run_id"]] for r in ("first", "record"))
+    assert [c["run"] for c in cells] == [first] * FIRST_EPOCHS + [second] * (EPOCHS - FIRST_EPOCHS)
 
 
 def test_printed_links_open_the_run_in_the_default_ui(browser, prefect_server, demo_run):  # noqa: F811
@@ -166,7 +246,7 @@ def test_printed_links_open_the_run_in_the_default_ui(browser, prefect_server, d
     save_screenshot(browser, f"{default_ui}-printed-run-link")
 
     browser.get(tab)
-    cards = read_flow_run_artifacts(browser, expect=3, ui=default_ui)
+    cards = read_flow_run_artifacts(browser, expect=4, ui=default_ui)
     assert ui_of(browser.current_url) == default_ui and "tab=Artifacts" in browser.current_url
     assert {card.key for card in cards} >= {KEY, MARKDOWN_KEY, PROGRESS_KEY}
 

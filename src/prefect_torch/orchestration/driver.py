@@ -25,6 +25,7 @@ from ..checkpoint import CheckpointConflictError, CheckpointStore, Manifest
 from ..exceptions import StopTraining
 from ..history import epoch_metrics
 from .artifacts import ArtifactPublisher
+from .experiment_history import HistorySnapshots, loaded_from
 from .fencing import ResumeLimitError, claim_check, mark_taken_over
 from .logs import print_log_to_run_logs
 from .records import checkpoint_record
@@ -103,20 +104,25 @@ class TaskDriver:
         self.records: list[dict[str, Any]] = []
         self.close_seconds = 0.0  # the artifacts' final flush, when training ended
         self.interrupts = InterruptRequests()  # fit_in_flow installs them around the fit
+        self.snapshots = HistorySnapshots(run.checkpoint.event_name)  # for the artifacts, taken after each task
 
     def __call__(self, net: Any, epochs: int, one_epoch: Callable[[], None]) -> None:
         run, store = self.run, self.run.store
         start_epoch = len(net.history)
         target = start_epoch + epochs if run.stop_at is None else min(start_epoch + epochs, run.stop_at)
-        before = store.claim({**run.label, "target": target}, claim_check(run.label, run.max_resumes))
+        # "start", "from": the epoch this run trains from and who wrote it, for the history (see experiment_history)
+        loaded_manifest = store.read_manifest()
+        source = loaded_from(loaded_manifest, start_epoch) if loaded_manifest else None
+        before = store.claim({**run.label, "target": target, "start": start_epoch, "from": source},
+                             claim_check(run.label, run.max_resumes))
         mark_taken_over(before, run.label)
         loaded = before.version(before.current)
         start = None if loaded is not None and loaded.epoch == start_epoch else train_state.snapshot(net)
         epochs_run = EpochRun(net, one_epoch, run.checkpoint, store, start,
                               stop_requested=lambda: self.interrupts.requested is not None)
-        publisher = ArtifactPublisher(run.experiment, run.key, store) if run.artifacts else None
+        publisher = ArtifactPublisher(run.experiment, run.key, store, guide=run.guide) if run.artifacts else None
         if publisher is not None:
-            publisher.start(before if before.versions else None, start_epoch, target)
+            publisher.start(before if before.versions else None, start_epoch, target, self.snapshot(net))
         try:
             with print_log_to_run_logs(net):  # the callbacks exist now: fit initialized them
                 self._run_tasks(epochs_run, target, publisher)
@@ -124,8 +130,12 @@ class TaskDriver:
             if publisher is not None:
                 run.checkpoint.wait()
                 closing = time.perf_counter()
-                publisher.close(store.read_manifest(), len(net.history), target)
+                publisher.close(store.read_manifest(), len(net.history), target, self.snapshot(net))
                 self.close_seconds = time.perf_counter() - closing
+
+    def snapshot(self, net: Any) -> list[dict[str, Any]]:
+        """What the history artifact and the curves need of the net's history (cheap, no batches)."""
+        return self.snapshots.take(net.history)
 
     def _run_tasks(self, run: EpochRun, target: int, publisher: ArtifactPublisher | None) -> None:
         """One task run per chunk of epochs up to ``target``; EarlyStopping ends them early."""
@@ -144,7 +154,7 @@ class TaskDriver:
             record = self.task(f"epoch-{first}" if first == last else f"epochs-{first}-{last}", run, last)
             self.records.append(record)
             if publisher is not None:
-                publisher.update(run.manifest, len(net.history), target)
+                publisher.update(run.manifest, len(net.history), target, self.snapshot(net))
             if record["stopped"]:
                 raise StopTraining  # the net's fit ends training as it does for EarlyStopping
             if per_task == "auto":

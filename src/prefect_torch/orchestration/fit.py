@@ -25,7 +25,8 @@ log = logging.getLogger("prefect_torch.orchestration")
 def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
                 checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
                 retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
-                train_more_hint: str | None = None, **fit_params: Any) -> dict[str, Any]:
+                train_more_hint: str | None = None, data_source: str | None = None,
+                data_params: dict[str, Any] | None = None, **fit_params: Any) -> dict[str, Any]:
     """Fit ``net`` in the running Prefect flow: each epoch (or ``epochs_per_task`` of them) is a
     task run, the net's :class:`~prefect_torch.callbacks.Checkpoint` commits inside it, and the
     run resumes from the last commit after a failure, a retry or a crash.
@@ -65,11 +66,19 @@ def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None
         Attempts in a row that may start from the same checkpoint and fail before the
         experiment is considered stuck (:class:`~prefect_torch.orchestration.ResumeLimitError`).
     artifacts : bool, default=True
-        Keep the checkpoints table, summary and progress up to date in the Prefect UI.
+        Keep the experiment's artifacts up to date in the Prefect UI: the checkpoints, the
+        whole history, a summary (curves, and code that loads the current and best versions)
+        and the progress.
     train_more_hint : str or None, default=None
         How to train more, in the line logged when there is nothing to train (see below), in
         the words of the flow's caller (a script says ``"raise --max-epochs"``). Default:
         ``'raise max_epochs, or pass resume="extend" to train max_epochs more'``.
+    data_source : str or None, default=None
+        Where the summary's code gets data to predict on: the import path
+        (``'package.module:function'``) of a function returning ``(X, y)`` like the training
+        data, e.g. ``'prefect_torch.examples:make_data'``; ``None`` leaves a line to fill in.
+    data_params : dict or None, default=None
+        Keyword arguments (plain literals) of ``data_source``.
     **fit_params
         Passed on to the net's ``fit`` (e.g. ``groups``).
 
@@ -115,7 +124,8 @@ def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None
         net.initialize()  # what net.fit does first: routed parameters (callbacks__x__dirname) take effect
     run = plan_run(net, attempt, experiment=experiment, resume=resume, checkpoint=checkpoint,
                    epochs_per_task=epochs_per_task, task_retries=task_retries,
-                   retry_delay_seconds=retry_delay_seconds, max_resumes=max_resumes, artifacts=artifacts)
+                   retry_delay_seconds=retry_delay_seconds, max_resumes=max_resumes, artifacts=artifacts,
+                   data_source=data_source, data_params=data_params, X=X)
     driver = TaskDriver(run)
     try:
         with resume_callbacks(net, run), driver.interrupts, driving_epochs(driver):

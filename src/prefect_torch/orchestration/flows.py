@@ -93,7 +93,7 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     net = prepare_net(net_factory, net_params or {}, checkpoint_dir, max_epochs, storage_options)
     X, y = load_object(data)(**(data_params or {}))
     return fit_in_flow(net, X, y, experiment=experiment, resume=resume, epochs_per_task=epochs_per_task,
-                       task_retries=task_retries, max_resumes=max_resumes)
+                       task_retries=task_retries, max_resumes=max_resumes, data_source=data, data_params=data_params)
 
 
 def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: str, max_epochs: int | None = None,

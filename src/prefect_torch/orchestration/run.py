@@ -27,6 +27,7 @@ from typing import Any, Literal, Union
 from ..callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
 from ..checkpoint import CheckpointStore, Manifest
 from ..net import NeuralNet
+from .loading import LoadGuide, load_guide
 from .records import slug
 
 RESUME_POLICIES = ("latest", "extend", "never")
@@ -115,6 +116,8 @@ class TrainingRun:
         Failed attempts in a row from the same checkpoint before the experiment is stuck.
     artifacts : bool
         Whether the run keeps its artifacts in the Prefect UI.
+    guide : LoadGuide or None
+        How the summary artifact tells people to load a version (see :mod:`.loading`).
 
     >>> import tempfile
     >>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp())
@@ -135,6 +138,7 @@ class TrainingRun:
     retry_delay_seconds: float = 0
     max_resumes: int = 3
     artifacts: bool = True
+    guide: LoadGuide | None = None
 
     @property
     def label(self) -> dict[str, Any]:
@@ -176,7 +180,9 @@ def check_epochs_per_task(epochs_per_task: Any) -> EpochsPerTask:
 
 def plan_run(net: NeuralNet, attempt: Attempt, *, experiment: str | None = None, resume: str | None = None,
              checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
-             retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True) -> TrainingRun:
+             retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
+             data_source: str | None = None, data_params: dict[str, Any] | None = None, X: Any = None
+             ) -> TrainingRun:
     """The :class:`TrainingRun` of ``net``, which must be initialized (its ``callbacks_`` are
     what training uses, routed parameters applied). The other arguments are
     :func:`~prefect_torch.orchestration.fit_in_flow`'s.
@@ -189,6 +195,9 @@ def plan_run(net: NeuralNet, attempt: Attempt, *, experiment: str | None = None,
         The flow run attempt that trains it.
     experiment, resume, checkpoint, epochs_per_task, task_retries, retry_delay_seconds, max_resumes, artifacts
         As for :func:`~prefect_torch.orchestration.fit_in_flow`.
+    data_source, data_params, X
+        How the summary's snippet gets the data (see :func:`.loading.load_guide`); ``X`` only
+        names the training inputs' dtype and shape when there is no ``data_source``.
 
     Returns
     -------
@@ -204,10 +213,11 @@ def plan_run(net: NeuralNet, attempt: Attempt, *, experiment: str | None = None,
     store = checkpoint.store()
     manifest = store.read_manifest()
     label = attempt.label(experiment)
+    guide = load_guide(net, checkpoint, data_source=data_source, data_params=data_params, X=X) if artifacts else None
     return TrainingRun(experiment, key, checkpoint, store, attempt, own_progress_policy(manifest, label, policy),
                        stop_at=earlier_attempt_target(manifest, label), epochs_per_task=per_task,
                        task_retries=task_retries, retry_delay_seconds=retry_delay_seconds, max_resumes=max_resumes,
-                       artifacts=artifacts)
+                       artifacts=artifacts, guide=guide)
 
 
 def own_progress_policy(manifest: Manifest | None, label: dict[str, Any], resume: ResumePolicy | None

@@ -77,7 +77,7 @@ def train_trial(spec: TrialSpec) -> dict[str, Any]:
     X, y = load_object(spec.data)(**spec.data_params)
     record = fit_in_flow(net, X, y, experiment=spec.experiment, resume="latest",
                          epochs_per_task=spec.epochs_per_task, task_retries=spec.task_retries,
-                         artifacts=spec.artifacts)
+                         artifacts=spec.artifacts, data_source=spec.data, data_params=spec.data_params)
     scoring = spec.scoring
     scores = [row.get(scoring) for row in net.history]
     if not any(score is not None for score in scores):
