@@ -211,6 +211,7 @@ def run_snippet(code: str, out: pathlib.Path) -> np.ndarray:
 def test_history_table_has_every_epoch(browser, prefect_server, demo_run, ui):  # noqa: F811
     """One row per epoch of the current checkpoint's history.json, over all pages, both runs."""
     rows = open_artifact_table(browser, prefect_server.ui_url, HISTORY_KEY, ui=ui)
+    browser.refresh()  # back to the first page, as a user opening it sees it
     header = read_table(browser, ui=ui).header
     save_screenshot(browser, f"{ui}-history")
     history = json.loads((demo_run["dirname"] / "history.json").read_text())
