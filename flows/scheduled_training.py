@@ -47,7 +47,8 @@ def scheduled_training(experiment: str = "nightly", checkpoint_dir: str | None =
                        max_epochs: int | None = 10, resume: str = "latest", epochs_per_task: int | str = 1,
                        task_retries: int = 2, max_resumes: int = 3, net_factory: str = NET_FACTORY,
                        data: str = DATA, net_params: dict[str, Any] | None = None,
-                       data_params: dict[str, Any] | None = None) -> dict[str, Any]:
+                       data_params: dict[str, Any] | None = None,
+                       storage_block: str | None = None) -> dict[str, Any]:
     """Train ``experiment`` with checkpoints in ``checkpoint_dir`` (default
     ``$PREFECT_TORCH_CHECKPOINTS/<experiment>``, else ``checkpoints/<experiment>``).
 
@@ -55,13 +56,15 @@ def scheduled_training(experiment: str = "nightly", checkpoint_dir: str | None =
     ``"extend"`` trains ``max_epochs`` more epochs on every run (continual training, what
     ``deploy/prefect.yaml`` schedules); ``"never"`` starts over. A crashed
     run restarted by Prefect (same flow run, next attempt) finishes the epochs it set out to
-    train, under either policy. Returns ``train_flow``'s training record (JSON).
+    train, under either policy. ``storage_block`` names the Prefect block with the S3
+    credentials (a Secret, or ``aws-credentials/NAME``, ``minio-credentials/NAME``,
+    ``s3-bucket/NAME``: see deploy/README.md). Returns ``train_flow``'s training record (JSON).
     """
     return train_flow.fn(net_factory=net_factory, data=data,
                          checkpoint_dir=checkpoint_dir or default_checkpoint_dir(experiment),
                          experiment=experiment, max_epochs=max_epochs, resume=resume,
                          epochs_per_task=epochs_per_task, task_retries=task_retries, max_resumes=max_resumes,
-                         net_params=net_params, data_params=data_params)
+                         net_params=net_params, data_params=data_params, storage_block=storage_block)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

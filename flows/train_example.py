@@ -13,20 +13,16 @@ with the same weights as an uninterrupted run. A failing epoch is retried from t
 ``bash scripts/demo.sh`` starts a local server (UI at http://127.0.0.1:4200) when none is configured.
 """
 import argparse
-import os
 import shutil
 
-# one line per epoch is the table's job: keep Prefect's "task run finished" lines out of the console
-os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
+import torch
+from prefect import flow, runtime
+from prefect.settings import PREFECT_UI_URL
 
-import torch  # noqa: E402
-from prefect import flow, runtime  # noqa: E402
-from prefect.settings import PREFECT_UI_URL  # noqa: E402
-
-from prefect_torch import NeuralNetClassifier, cli  # noqa: E402
-from prefect_torch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint  # noqa: E402
-from prefect_torch.examples import MyModule, make_data  # noqa: E402
-from prefect_torch.orchestration import fit_in_flow  # noqa: E402
+from prefect_torch import NeuralNetClassifier, cli
+from prefect_torch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+from prefect_torch.examples import MyModule, make_data
+from prefect_torch.orchestration import fit_in_flow
 
 
 @flow(name="train-example", retries=1)
@@ -38,11 +34,11 @@ def train_example(dirname: str = "checkpoints/example", max_epochs: int = 10, lr
     train_end_cp = TrainEndCheckpoint(dirname=dirname)
     load_state = LoadInitState(cp, until_max_epochs=True)
     net = NeuralNetClassifier(MyModule, lr=lr, max_epochs=max_epochs, callbacks=[cp, train_end_cp, load_state])
+    # (with all epochs done, fit_in_flow says so in the run's logs, in these words)
     record = fit_in_flow(net, X, y, experiment="example", task_retries=1,
+                         train_more_hint=f"run it with --max-epochs {max_epochs + 5} to train 5 more",
                          data_source="prefect_torch.examples:make_data")  # for the summary's code
-    if not record["trained_epochs"]:
-        print(f"already trained to epoch {record['epoch']} in {dirname}; raise --max-epochs to go on")
-    elif load_state.loaded_epoch_:
+    if record["trained_epochs"] and load_state.loaded_epoch_:
         print(f"\nresumed after epoch {load_state.loaded_epoch_} from {dirname}")
     print(f"training accuracy: {net.score(X, y):.4f}")
     ui = PREFECT_UI_URL.value()

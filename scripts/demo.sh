@@ -3,7 +3,12 @@
 # committed checkpoint; a re-run resumes where the last one stopped (--max-epochs N, --lr, --fresh).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$repo/scripts/setup.sh" ""
+source "$repo/scripts/setup.sh" plot  # matplotlib: the curves in the UI
 cd "$repo"
 source "$repo/scripts/prefect_server.sh"
 python flows/train_example.py "$@"
+if [[ -n "$demo_server" ]]; then
+    echo
+    echo "[demo] for your own flows to report to this server and its UI, in a new shell (README: After the demo):"
+    echo "export PREFECT_API_URL=$demo_server"
+fi

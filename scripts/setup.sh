@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a Python environment for prefect-torch. Sourced with the extras a command needs:
-#   source scripts/setup.sh ""             # scripts/demo.sh: the package and its dependencies only
-#   source scripts/setup.sh test,compare   # scripts/test.sh, scripts/lint.sh: plus the test tools
+#   source scripts/setup.sh plot                # scripts/demo.sh: the package, and matplotlib for the UI's curves
+#   source scripts/setup.sh plot,test,compare   # scripts/test.sh, scripts/lint.sh: plus the test tools
 # (pass "" explicitly: a bare `source` would see the caller's own arguments)
 #
 # - Uses the active virtualenv ($VIRTUAL_ENV) if there is one, else creates ./.venv.

@@ -222,10 +222,17 @@ def test_train_example_script_checkpoints_and_resumes(tmp_path):
         lines = [ANSI.sub("", line) for line in result.stdout.splitlines()]
         assert lines.count(header) == 1, result.stdout
         assert lines[lines.index(header) + 1] == SEPARATOR[:-8] + "  ----  ------"
-        return [int(row.match(line).group(1)) for line in lines if row.match(line)], result.stdout
+        return [int(row.match(line).group(1)) for line in lines if row.match(line)], result.stdout + result.stderr
 
-    epochs, _ = run()
+    epochs, out = run()
     assert epochs == list(range(1, 11))
+    assert "Task run 'epoch-" not in out  # the table stands alone on the console, with no setting
     epochs, out = run("--max-epochs", "12")
     assert epochs == [11, 12]
     assert "resumed after epoch 10" in out
+    again = subprocess.run([sys.executable, str(script), "--dirname", str(tmp_path / "cp"), "--max-epochs", "12"],
+                           capture_output=True, text=True, timeout=240, cwd=str(tmp_path), env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = [line for line in (again.stdout + again.stderr).splitlines() if "nothing to train" in line]
+    assert len(said) == 1 and said[0].endswith(" - experiment 'example' is already at epoch 12 of max_epochs=12: "
+                                               "nothing to train; run it with --max-epochs 17 to train 5 more")

@@ -98,10 +98,10 @@ def _setup(tmp_path, bin_dir, extras, **env):
 
 def test_the_stamp_installs_what_each_command_lacks_and_nothing_twice(tmp_path):
     bin_dir = _sandbox(tmp_path)
-    assert _setup(tmp_path, bin_dir, "") == [str(REPO)]  # the demo: no extras
+    assert _setup(tmp_path, bin_dir, "") == [str(REPO)]  # no extras
     assert _setup(tmp_path, bin_dir, "") == []
     assert _setup(tmp_path, bin_dir, "test,compare") == [f"{REPO}[test,compare]"]  # the tests add theirs
-    assert _setup(tmp_path, bin_dir, "") == []  # the demo after the tests
+    assert _setup(tmp_path, bin_dir, "") == []  # fewer extras after more
     assert _setup(tmp_path, bin_dir, "test,compare") == []
     assert _setup(tmp_path, bin_dir, "compare") == []
 
@@ -134,3 +134,19 @@ def test_setup_refuses_arguments_that_are_not_extras(tmp_path):
     (tmp_path / "venv").mkdir()
     run, calls = _bash(tmp_path, bin_dir, "source scripts/setup.sh --max-epochs", VIRTUAL_ENV=str(tmp_path / "venv"))
     assert run.returncode == 2 and "--max-epochs" in run.stderr and calls == []
+
+
+def _extras_of(script):
+    """The extras ``scripts/<script>`` passes to setup.sh."""
+    (line,) = [line for line in (REPO / "scripts" / script).read_text().splitlines()
+               if line.startswith('source "$repo/scripts/setup.sh"')]
+    return line.split()[2].strip('"')
+
+
+def test_the_demo_installs_matplotlib_for_the_curves_and_the_tests_keep_it(tmp_path):
+    bin_dir = _sandbox(tmp_path)
+    demo, tests, lint = _extras_of("demo.sh"), _extras_of("test.sh"), _extras_of("lint.sh")
+    assert "plot" in demo.split(",") and "plot" in tests.split(",") and "plot" in lint.split(",")
+    assert _setup(tmp_path, bin_dir, demo) == [f"{REPO}[{demo}]"]
+    assert _setup(tmp_path, bin_dir, tests) == [f"{REPO}[{tests}]"]  # adds the test tools
+    assert _setup(tmp_path, bin_dir, demo) == []  # the demo after the tests: nothing to install

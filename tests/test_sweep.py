@@ -11,9 +11,12 @@ elsewhere.
 """
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -140,6 +143,21 @@ def table_rows(key: str, flow_run_id: str) -> list[dict[str, Any]]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
+def curves_artifact(key: str, flow_run_id: str) -> tuple[str, Any]:
+    """The text of the flow run's ``<sweep>-curves`` markdown artifact and its image (an RGB array)."""
+    from PIL import Image
+
+    (artifact,) = read_artifacts(key, flow_run_id)
+    assert artifact.type == "markdown"
+    (data,) = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", artifact.data)
+    return artifact.data, np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+
+
+def red_pixels(image: Any) -> int:
+    """Pixels of the best trial's colour (``#d62728``) in a decoded sweep image."""
+    return int((np.abs(image.astype(int) - [0xd6, 0x27, 0x28]) <= 30).all(axis=-1).sum())
+
+
 def check_finished_trial(checkpoint_dir: Path, name: str, params: dict[str, Any], max_epochs: int,
                          flow_run_id: str, scoring: str = "valid_loss",
                          higher: bool = False) -> dict[str, Any]:
@@ -197,6 +215,9 @@ def test_grid_sweep_trains_every_trial_and_reports_the_best(prefect_server: Pref
     assert result["best"]["trial"] == best
     assert result["best"] == {"trial": best, **read_json(root / best / TRIAL_RECORD)}
     assert table_rows(f"{root.name.lower()}-trials", flow_run_id) == result["trials"]
+    text, image = curves_artifact(f"{root.name.lower()}-curves", flow_run_id)  # drawn as the last trial ended
+    assert image.shape == (360, 640, 3) and red_pixels(image) > 100  # the best trial's thick red line
+    assert f"Best trial: **{best}**" in text and "4 of 4 trials finished" in text
 
     trials = trials_with_epochs(task_runs_of(flow_run_id, count=4 + 4 * 2))
     assert sorted(trials) == sorted(settings)
@@ -220,6 +241,8 @@ def test_rerun_skips_finished_trials_and_more_epochs_resume_them(prefect_server:
     rows = again.result()["trials"]
     assert rows == [{**row, "state": "Completed earlier"} for row in first.result()["trials"]]
     assert table_rows(f"{root.name.lower()}-trials", flow_run_id_of(again)) == rows
+    text, image = curves_artifact(f"{root.name.lower()}-curves", flow_run_id_of(again))  # from the stores
+    assert image.shape == (360, 640, 3) and "2 of 2 trials finished" in text
     for name in names:  # nothing trained, nothing committed, the records are the first run's
         assert read_manifest(root / name) == manifests[name]
         assert read_json(root / name / TRIAL_RECORD)["flow_run_id"] == flow_run_id_of(first)
@@ -364,6 +387,11 @@ def test_sweep_on_s3_with_storage_options_from_a_secret_block(prefect_server: Pr
                                                                          f"{root}/{row['trial']}")
     best = max(rows, key=lambda row: row["valid_acc"])["valid_acc"]
     assert [row["valid_acc"] for row in rows if row["best"] == "best"] == [best]
+    text, image = curves_artifact(f"{sweep}-curves", flow_run_id_of(state))  # histories read from S3
+    best_name = next(row["trial"] for row in rows if row["best"] == "best")
+    assert image.shape == (360, 640, 3) and red_pixels(image) > 100
+    assert f"# Sweep `{sweep}`: valid_acc of each trial" in text and f"Best trial: **{best_name}**" in text
+    assert "2 of 2 trials finished" in text
 
     again = run_sweep(dask_address, grid, root, max_epochs=2, scoring="valid_acc", storage_block=block)
     assert again.is_completed(), again  # the flow read the trial records through the block too

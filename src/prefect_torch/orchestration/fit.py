@@ -7,6 +7,7 @@ from typing import Any, Iterator
 from uuid import UUID
 
 from prefect.exceptions import Abort
+from prefect.logging import get_run_logger
 
 from ..callbacks import Checkpoint, LoadInitState
 from ..checkpoint import CheckpointConflictError
@@ -24,8 +25,8 @@ log = logging.getLogger("prefect_torch.orchestration")
 def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None = None, resume: str | None = None,
                 checkpoint: Checkpoint | None = None, epochs_per_task: int | str = 1, task_retries: int = 0,
                 retry_delay_seconds: float = 0, max_resumes: int = 3, artifacts: bool = True,
-                data_source: str | None = None, data_params: dict[str, Any] | None = None,
-                **fit_params: Any) -> dict[str, Any]:
+                train_more_hint: str | None = None, data_source: str | None = None,
+                data_params: dict[str, Any] | None = None, **fit_params: Any) -> dict[str, Any]:
     """Fit ``net`` in the running Prefect flow: each epoch (or ``epochs_per_task`` of them) is a
     task run, the net's :class:`~prefect_torch.callbacks.Checkpoint` commits inside it, and the
     run resumes from the last commit after a failure, a retry or a crash.
@@ -68,6 +69,10 @@ def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None
         Keep the experiment's artifacts up to date in the Prefect UI: the checkpoints, the
         whole history, a summary (curves, and code that loads the current and best versions)
         and the progress.
+    train_more_hint : str or None, default=None
+        How to train more, in the line logged when there is nothing to train (see below), in
+        the words of the flow's caller (a script says ``"raise --max-epochs"``). Default:
+        ``'raise max_epochs, or pass resume="extend" to train max_epochs more'``.
     data_source : str or None, default=None
         Where the summary's code gets data to predict on: the import path
         (``'package.module:function'``) of a function returning ``(X, y)`` like the training
@@ -85,6 +90,11 @@ def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None
         metrics), ``flow_run_id``, ``attempt``, ``tasks`` (their number), and ``timings``:
         ``task_seconds`` (the time inside each task run's body: its epochs and their commits)
         and ``close_seconds`` (the artifacts' final update when training ended).
+
+        A run that trains no epoch (``trained_epochs`` is ``[]``: the experiment is already at
+        ``max_epochs``) says so in one line of the run's logs, on the console too, e.g.
+        ``experiment 'nightly' is already at epoch 20 of max_epochs=20: nothing to train
+        (resume="latest"); raise max_epochs, or pass resume="extend" to train max_epochs more``.
 
     Raises
     ------
@@ -134,7 +144,42 @@ def fit_in_flow(net: NeuralNet, X: Any, y: Any = None, *, experiment: str | None
                     f"{newer} of the same run took over experiment {run.experiment!r}; nothing more is "
                     "committed by this attempt, and the run's state is the newer attempt's") from error
     run.store.release()
-    return training_record(run, net, driver.records, driver.close_seconds)
+    record = training_record(run, net, driver.records, driver.close_seconds)
+    if not record["trained_epochs"]:
+        get_run_logger().info(nothing_to_train(run, net, train_more_hint))
+    return record
+
+
+def nothing_to_train(run: TrainingRun, net: NeuralNet, hint: str | None = None) -> str:
+    """The line a run of ``net`` that trained no epoch logs: the experiment, its epoch, why, and
+    how to train more (``hint``, or the arguments of :func:`fit_in_flow` that do).
+
+    >>> import tempfile
+    >>> from prefect_torch import NeuralNetClassifier
+    >>> from prefect_torch.examples import MyModule
+    >>> cp = Checkpoint(monitor=None, dirname=tempfile.mkdtemp())
+    >>> net = NeuralNetClassifier(MyModule, max_epochs=0, callbacks=[cp]).initialize()
+    >>> run = TrainingRun("nightly", "nightly", cp, cp.store(), Attempt("3f2a", "gentle-fox", 1), "latest")
+    >>> print(nothing_to_train(run, net))
+    experiment 'nightly' is already at epoch 0 of max_epochs=0: nothing to train (resume="latest"); raise max_epochs, or pass resume="extend" to train max_epochs more
+    """
+    epoch, max_epochs = len(net.history), net.max_epochs
+    if run.resume == "extend":  # only max_epochs=0 trains nothing more
+        return (f"experiment {run.experiment!r} is at epoch {epoch}: nothing to train (resume=\"extend\" with "
+                f"max_epochs={max_epochs}); {hint or 'raise max_epochs'}")
+    if epoch < max_epochs and run.stop_at is not None:  # a later attempt stops where the first one aimed
+        return (f"experiment {run.experiment!r} is already at epoch {epoch}, where an earlier attempt of flow "
+                f"run {run.attempt.flow_run_name!r} was training to: nothing to train in attempt "
+                f"{run.attempt.run_count}")
+    if epoch < max_epochs:
+        return (f"experiment {run.experiment!r} is at epoch {epoch} of max_epochs={max_epochs}: nothing to "
+                "train (a callback's epoch_limit ends training here)")
+    own_loader = run.resume is None and any(isinstance(cb, LoadInitState) and cb.checkpoint is run.checkpoint
+                                            for _, cb in net.callbacks_)
+    why = "" if own_loader else f' (resume="{run.resume or "latest"}")'
+    hint = hint or 'raise max_epochs, or pass resume="extend" to train max_epochs more'
+    return f"experiment {run.experiment!r} is already at epoch {epoch} of max_epochs={max_epochs}: " \
+           f"nothing to train{why}; {hint}"
 
 
 def training_record(run: TrainingRun, net: NeuralNet, tasks: list[dict[str, Any]], close_seconds: float = 0.0

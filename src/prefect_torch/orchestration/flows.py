@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import importlib
-import json
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from prefect import flow
 
 from ..callbacks import Checkpoint
 from .fit import fit_in_flow
+from .storage import resolve_storage, storage_options_from
+
+__all__ = ["load_object", "prepare_net", "resolve_storage", "storage_options_from", "train_flow"]
 
 
 def load_object(path: str) -> Callable[..., Any]:
@@ -51,7 +53,8 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     data : str
         ``'package.module:function'`` returning ``(X, y)``.
     checkpoint_dir : str
-        Where the checkpoints go: a path or an fsspec URL (``s3://bucket/run``).
+        Where the checkpoints go: a path or an fsspec URL (``s3://bucket/run``); with an
+        ``s3-bucket/...`` ``storage_block``, a path relative to the bucket's folder.
     experiment : str or None, default=None
         The experiment's name (default: ``checkpoint_dir``'s last part).
     max_epochs : int or None, default=None
@@ -67,9 +70,10 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     net_params, data_params : dict or None, default=None
         Keyword arguments of the factory and of the data loader.
     storage_block : str or None, default=None
-        The name of a Prefect ``Secret`` block holding the fsspec storage options of
-        ``checkpoint_dir`` (see :func:`storage_options_from`); without one, fsspec reads the
-        environment.
+        The Prefect block with the credentials of ``checkpoint_dir``: a ``Secret`` of fsspec
+        storage options (its name), or prefect-aws's ``"aws-credentials/NAME"``,
+        ``"minio-credentials/NAME"`` or ``"s3-bucket/NAME"`` (the ``aws`` extra); see
+        :mod:`~prefect_torch.orchestration.storage`. Without one, fsspec reads the environment.
 
     Returns
     -------
@@ -85,7 +89,7 @@ def train_flow(net_factory: str, data: str, checkpoint_dir: str, experiment: str
     >>> record["trained_epochs"], record["current"]["epoch"]       # doctest: +SKIP
     ([1, 3], 3)
     """
-    storage_options = storage_options_from(storage_block)
+    checkpoint_dir, storage_options = resolve_storage(storage_block, checkpoint_dir)
     net = prepare_net(net_factory, net_params or {}, checkpoint_dir, max_epochs, storage_options)
     X, y = load_object(data)(**(data_params or {}))
     return fit_in_flow(net, X, y, experiment=experiment, resume=resume, epochs_per_task=epochs_per_task,
@@ -124,25 +128,3 @@ def prepare_net(net_factory: str, net_params: dict[str, Any], checkpoint_dir: st
     else:
         net.set_params(callbacks=[*(net.callbacks or []), ("checkpoint", Checkpoint(monitor=None, **where))])
     return net
-
-
-def storage_options_from(block: str | None) -> dict[str, Any]:
-    """The fsspec storage options kept in the Prefect ``Secret`` block named ``block`` (a JSON
-    object, e.g. ``{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}``);
-    none without a block, so fsspec reads the environment.
-
-    >>> storage_options_from(None)
-    {}
-    """
-    if not block:
-        return {}
-    from prefect.blocks.system import Secret
-
-    value = cast(Secret, Secret.load(block)).get()
-    if isinstance(value, str):
-        value = json.loads(value)
-    if not isinstance(value, dict):
-        raise ValueError(f"the Secret block {block!r} holds {type(value).__name__}; store the storage options "
-                         "as a JSON object, e.g. {\"key\": \"...\", \"secret\": \"...\", "
-                         "\"client_kwargs\": {\"endpoint_url\": \"http://s3.internal:8333\"}}")
-    return value

@@ -27,13 +27,16 @@ calls ``sweep_flow``, since Prefect sends the flow's context along with each tri
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
+import logging
 import os
+import threading
 from typing import Any, Iterator, Mapping, Sequence, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
@@ -41,13 +44,24 @@ from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ..checkpoint import CheckpointStore
+from ..curves import curves_available, markdown_image, sweep_curves
 from .fit import fit_in_flow
-from .flows import load_object, prepare_net, storage_options_from
+from .flows import load_object, prepare_net, resolve_storage, storage_options_from
 from .records import markdown_location, slug
 from .run import check_epochs_per_task, find_checkpoint
-from .trials import TRIAL_RECORD, Trial, TrialSpec, best_of, best_trial, plan_trials, trial_rows
+from .trials import (
+    TRIAL_RECORD,
+    Trial,
+    TrialSpec,
+    best_of,
+    best_trial,
+    plan_trials,
+    trial_history,
+    trial_rows,
+)
 
 DASK_ADDRESS_ENV = "PREFECT_TORCH_DASK_ADDRESS"
+log = logging.getLogger("prefect_torch.orchestration")
 
 
 @task(name="train-trial", task_run_name="trial-{spec.trial.name}", cache_policy=NO_CACHE, persist_result=False)
@@ -161,8 +175,9 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     trial a task run on Dask, into ``root/<trial name>``.
 
     The flow's ``<sweep>-trials`` table artifact lists every trial with its state, best epoch
-    and score and checkpoint location, the best one marked; it is kept up to date as trials
-    end. Trials that finished in an earlier run with the same settings are not run again;
+    and score and checkpoint location, the best one marked; its ``<sweep>-curves`` markdown
+    artifact shows every finished trial's ``scoring`` curve in one image, the best trial
+    highlighted (with the ``plot`` extra: matplotlib). Both are kept up to date as trials end. Trials that finished in an earlier run with the same settings are not run again;
     unfinished ones resume from their last checkpoint. Fails, after every other trial has
     ended, if one failed. Needs the ``dask`` extra (``pip install 'prefect-torch[dask]'``).
 
@@ -198,8 +213,10 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     task_retries : int, default=1
         Retries of a failed epoch task, per trial.
     storage_block : str or None, default=None
-        The name of a Prefect ``Secret`` block holding fsspec storage options for ``root``
-        (e.g. S3 keys and ``client_kwargs.endpoint_url``); without it fsspec reads the
+        The Prefect block with the credentials of ``root``: a ``Secret`` of fsspec storage
+        options (its name), or prefect-aws's ``"aws-credentials/NAME"``,
+        ``"minio-credentials/NAME"`` or ``"s3-bucket/NAME"`` (relative ``root`` in its bucket);
+        see :mod:`~prefect_torch.orchestration.storage`. Without it fsspec reads the
         environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...).
     seed : int or None, default=0
         Seeds torch, numpy and ``random`` before each trial builds its net, so every trial
@@ -231,8 +248,8 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
             "data_params": data_params or {}, "max_epochs": max_epochs, "seed": seed,
             # a finished trial run again for another scoring trains nothing: it only ranks its history anew
             "scoring": scoring, "lower_is_better": lower_is_better}
+    root, storage_options = resolve_storage(storage_block, root)  # an s3-bucket block places a relative root
     trials = plan_trials(param_grid, root, spec)
-    storage_options = storage_options_from(storage_block)
     results: dict[str, dict[str, Any]] = {}
     for trial in trials:
         earlier = finished_result(trial, storage_options)
@@ -242,23 +259,29 @@ def sweep_flow(net_factory: str, data: str, param_grid: dict[str, Any] | list[di
     logger.info("sweep %s: %d trials, %d finished earlier, %d to run", sweep, len(trials), len(results), len(todo))
     table = TrialTable(sweep, root, trials, scoring, lower_is_better)
     table.publish(results)
-    if todo:
-        with api_for_workers(), dask_task_runner(dask_address, n_workers) as runner:
-            futures = {runner.submit(train_trial, parameters={"spec": TrialSpec(
-                trial, sweep, net_factory, data, scoring, lower_is_better, max_epochs, net_params or {},
-                data_params or {}, epochs_per_task, task_retries, storage_block, seed, artifacts)}): trial
-                for trial in todo}
-            for trial in todo:
-                results[trial.name] = {"state": "Submitted"}  # to Dask: running or queued for a worker
-            table.publish(results)
-            for future in as_completed(list(futures)):
-                trial = futures[future]
-                try:
-                    results[trial.name] = future.result()
-                except Exception as error:
-                    logger.error("trial %s failed: %s: %s", trial.name, type(error).__name__, error)
-                    results[trial.name] = {"state": f"Failed: {type(error).__name__}: {error}"[:200]}
+    curves = TrialCurves(sweep, trials, scoring, lower_is_better, storage_options)
+    curves.publish(results)
+    try:
+        if todo:
+            with api_for_workers(), dask_task_runner(dask_address, n_workers) as runner:
+                futures = {runner.submit(train_trial, parameters={"spec": TrialSpec(
+                    trial, sweep, net_factory, data, scoring, lower_is_better, max_epochs, net_params or {},
+                    data_params or {}, epochs_per_task, task_retries, storage_block, seed, artifacts)}): trial
+                    for trial in todo}
+                for trial in todo:
+                    results[trial.name] = {"state": "Submitted"}  # to Dask: running or queued for a worker
                 table.publish(results)
+                for future in as_completed(list(futures)):
+                    trial = futures[future]
+                    try:
+                        results[trial.name] = future.result()
+                    except Exception as error:
+                        logger.error("trial %s failed: %s: %s", trial.name, type(error).__name__, error)
+                        results[trial.name] = {"state": f"Failed: {type(error).__name__}: {error}"[:200]}
+                    table.publish(results)
+                    curves.publish(results)
+    finally:
+        curves.close()
     failed = [t.name for t in trials if not results[t.name].get("finished")]
     if failed:
         raise RuntimeError(f"sweep {sweep!r}: {len(failed)} of {len(trials)} trials failed ({', '.join(failed)}); "
@@ -288,3 +311,106 @@ class TrialTable:
 
         with get_client(sync_client=True) as client:
             client.update_artifact(self._id, ArtifactUpdate(data=TableArtifact(table=rows).format(_sync=True)))  # type: ignore[call-arg]
+
+
+class TrialCurves:
+    """The sweep's ``<sweep>-curves`` markdown artifact: the ``scoring`` curve of every finished
+    trial in one image (:func:`~prefect_torch.curves.sweep_curves`), the best trial highlighted.
+
+    Created once, then redrawn on a helper thread whenever :meth:`publish` is given new results
+    (the newest only, when several arrive during a drawing), so the flow goes on collecting
+    trials meanwhile. Each finished trial's history is read once from its current checkpoint
+    (:func:`~.trials.trial_history`). A failure (no matplotlib, an unreadable history, the API)
+    is a warning: the curves never fail the sweep.
+    """
+
+    def __init__(self, sweep: str, trials: Sequence[Trial], scoring: str, lower_is_better: bool | None,
+                 storage_options: Mapping[str, Any]):
+        self.key, self.sweep = f"{slug(sweep)}-curves", sweep
+        self.trials, self.scoring, self.lower_is_better = trials, scoring, lower_is_better
+        self.storage_options = storage_options
+        self.histories: dict[str, list[dict[str, float]]] = {}
+        self._unreadable: set[str] = set()
+        self._id: UUID | None = None
+        self._pending: dict[str, dict[str, Any]] | None = None
+        self._closing = False
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def publish(self, results: Mapping[str, Mapping[str, Any]]) -> None:
+        """Show the curves of ``results``' finished trials soon (replacing any not drawn yet)."""
+        with self._wake:
+            self._pending = {name: dict(result) for name, result in results.items()}
+            self._wake.notify()
+        if self._thread is None:
+            try:  # in the flow run's context, which the artifact is attached to
+                self._id = cast(UUID, create_markdown_artifact(
+                    self.markdown({}), key=self.key,
+                    description=f"Validation curves ({self.scoring}) of the trials of sweep {self.sweep}"))
+            except Exception as error:
+                log.warning("could not create the curves artifact of sweep %s: %s: %s", self.sweep,
+                            type(error).__name__, error)
+            context = contextvars.copy_context()  # the API settings of this run
+            self._thread = threading.Thread(target=context.run, args=(self._loop,), daemon=True,
+                                            name=f"prefect-torch-curves-{self.key}")
+            self._thread.start()
+
+    def close(self, timeout: float = 120) -> None:
+        """Draw what was published last, then stop the helper thread."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def markdown(self, results: Mapping[str, Mapping[str, Any]]) -> str:
+        """The artifact's text for ``results``: the image and which trial is best."""
+        lines = [f"# Sweep `{self.sweep}`: {self.scoring} of each trial", ""]
+        finished = [t.name for t in self.trials if results.get(t.name, {}).get("finished")]
+        best = best_trial(results, self.scoring, self.lower_is_better)
+        if not curves_available():
+            lines.append("Curves need matplotlib: `pip install 'prefect-torch[plot]'`.")
+        elif not finished:
+            lines.append("The curves appear here as trials finish.")
+        else:
+            png = sweep_curves({name: self._history(name) for name in finished}, metric=self.scoring, best=best,
+                               lower_is_better=self.lower_is_better, title=self.sweep)
+            if png is None:
+                lines.append(f"No finished trial has {self.scoring} in its history.")
+            else:
+                lines.append(markdown_image(png, f"{self.scoring} of the trials of sweep {self.sweep}"))
+        if best is not None:
+            result = results[best]
+            lines += ["", f"Best trial: **{best}**, {self.scoring} {result['best_score']:.4g} at epoch "
+                      f"{result.get('best_epoch')}. {len(finished)} of {len(self.trials)} trials finished."]
+        return "\n".join(lines)
+
+    def _history(self, name: str) -> list[dict[str, float]]:
+        """The history of finished trial ``name``, read once (``[]`` if unreadable, with a warning)."""
+        if name not in self.histories and name not in self._unreadable:
+            trial = next(t for t in self.trials if t.name == name)
+            try:
+                self.histories[name] = trial_history(trial, self.storage_options) or []
+            except Exception as error:
+                self._unreadable.add(name)
+                log.warning("sweep %s: the curve of trial %s is left out, its history is not read: %s: %s",
+                            self.sweep, name, type(error).__name__, error)
+        return self.histories.get(name, [])
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and not self._closing:
+                    self._wake.wait()
+                results, self._pending = self._pending, None
+            if results is None:
+                return  # closing, and everything drawn
+            if self._id is None:
+                continue  # the artifact was not created (warned): nothing to update
+            try:
+                text = self.markdown(results)
+                with get_client(sync_client=True) as client:
+                    client.update_artifact(self._id, ArtifactUpdate(data=text))
+            except Exception as error:  # the curves must never fail the sweep
+                log.warning("could not update the curves of sweep %s: %s: %s", self.sweep,
+                            type(error).__name__, error)

@@ -22,6 +22,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.model_selection import ParameterGrid
 
+from ..checkpoint import CheckpointStore
+from ..curves import plottable_history
+
 TRIAL_RECORD = "trial.json"  # in a trial's checkpoint directory once it finished
 MAX_NAME = 80
 
@@ -65,7 +68,7 @@ class TrialSpec:
     task_retries : int
         Retries of a failed epoch task.
     storage_block : str or None
-        Prefect ``Secret`` block with the storage options of the trial's directory.
+        The Prefect block with the credentials of the trial's directory (see ``storage.py``).
     seed : int or None
         Seed for the global generators before the net is built.
     artifacts : bool
@@ -195,6 +198,29 @@ def best_trial(results: Mapping[str, Mapping[str, Any]], scoring: str, lower_is_
     if not scored:
         return None
     return (min if lower else max)(scored)[1]
+
+
+def trial_history(trial: Trial, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, float]] | None:
+    """The epochs of ``trial``'s current checkpoint (its ``history.json``, checked against the
+    size and sha256 its manifest committed), as numbers to plot
+    (:func:`~prefect_torch.curves.plottable_history`); ``None`` when nothing was committed or
+    the checkpoint keeps no history. Raises ``ValueError`` naming the file when it differs from
+    what was committed or is not a history."""
+    store = CheckpointStore(trial.checkpoint_dir, **(storage_options or {}))
+    manifest = store.read_manifest()
+    version = manifest.version(manifest.current) if manifest is not None else None
+    name = version.name_of("f_history") if version is not None else None
+    if version is None or name is None:
+        return None
+    raw = store.location.read_bytes(f"{version.folder}/{name}")
+    entry = version.files[name]
+    if len(raw) != entry.size or hashlib.sha256(raw).hexdigest() != entry.sha256:
+        raise ValueError(f"{store.file_url(version, name)} is not the file committed as version {version.id} "
+                         "(size or sha256 differs); check the directory with `prefect-torch verify`")
+    try:
+        return plottable_history(json.loads(raw))
+    except ValueError as error:
+        raise ValueError(f"{store.file_url(version, name)}: {error}") from None
 
 
 def _is_values(value: Any) -> bool:
