@@ -93,6 +93,15 @@ def test_containment_cost_runs(tmp_path):
 
 
 @pytest.mark.slow
+def test_curves_cost_quick_run_prints_costs_and_the_training_ratios():
+    pytest.importorskip("matplotlib")
+    stdout, _ = run_bench("curves_cost.py", "--quick")
+    assert "snapshot (training thread)" in stdout and "2 PNG" in stdout
+    assert "as the publisher draws" in stdout and "curves back to back" in stdout
+    assert "identical weights: True" in stdout
+
+
+@pytest.mark.slow
 def test_curve_drawing_quick_run_prints_the_table(tmp_path):
     pytest.importorskip("matplotlib")
     stdout, payload = run_bench("curve_drawing.py", "--quick", "--threads", "1", json_out=tmp_path / "curves.json")
@@ -101,12 +110,3 @@ def test_curve_drawing_quick_run_prints_the_table(tmp_path):
     assert len(cases["training_curves, 10 epochs"]["png_bytes"]) == 2  # the loss and the score images
     assert all(0 < size < 40_000 for case in cases.values() for size in case["png_bytes"])
     assert all(s > 0 for case in cases.values() for s in case["seconds"])
-
-
-@pytest.mark.slow
-def test_curves_cost_quick_run_prints_costs_and_the_training_ratios():
-    pytest.importorskip("matplotlib")
-    stdout, _ = run_bench("curves_cost.py", "--quick")
-    assert "snapshot (training thread)" in stdout and "2 PNG" in stdout
-    assert "as the publisher draws" in stdout and "curves back to back" in stdout
-    assert "identical weights: True" in stdout

@@ -10,7 +10,6 @@ urllib and no credentials.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -207,23 +205,12 @@ def test_the_link_expiry_comes_from_the_environment(monkeypatch):
         load_guide(NeuralNetClassifier(MyModule), cp)
 
 
-# --- curves: the real module where it exists, else a stand-in of its contract (tests only) --------
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-
-
+# --- curves: the real module, its calls recorded -------------------------------------------------
 @pytest.fixture
 def curves_calls(monkeypatch):
-    """The calls of ``training_curves`` (keyword arguments and the epochs drawn), recorded."""
-    try:
-        from prefect_torch import curves
-    except ImportError:
-        curves = types.ModuleType("prefect_torch.curves")
-        curves.curves_available = lambda: True
-        curves.training_curves = lambda history, **kwargs: {"loss": PNG, "valid_acc": PNG}
-        curves.markdown_image = lambda png, alt: f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
-        monkeypatch.setitem(sys.modules, "prefect_torch.curves", curves)
-        import prefect_torch
-        monkeypatch.setattr(prefect_torch, "curves", curves, raising=False)
+    """The calls of ``training_curves`` (keyword arguments, the epochs drawn, the thread), recorded."""
+    from prefect_torch import curves
+
     calls, lock, draw = [], threading.Lock(), curves.training_curves
 
     def recording(history, **kwargs):
@@ -370,19 +357,14 @@ def test_history_summary_and_snippets_after_pruning_and_a_resume(prefect_server,
     assert_same_predictions(predicted, predictions_of(tmp_path / "ckpt" / "exp" / now_current.folder, X))
 
 
-def test_without_matplotlib_the_summary_says_how_to_get_curves(tmp_path):
-    try:
-        from prefect_torch import curves
-    except ImportError:
-        pytest.skip("the curves module is not in this tree yet")
-    store = CheckpointStore(tmp_path)
-    from unittest import mock
+def test_without_matplotlib_the_summary_says_how_to_get_curves(tmp_path, monkeypatch):
+    from prefect_torch import curves
+    from prefect_torch.orchestration.artifacts import curve_images
 
-    with mock.patch.object(curves, "curves_available", lambda: False):
-        from prefect_torch.orchestration.artifacts import curve_images
-        images, note = curve_images(snapshot(3), None)
+    monkeypatch.setattr(curves, "curves_available", lambda: False)
+    images, note = curve_images(snapshot(3), None)
     assert images == {} and "pip install 'prefect-torch[plot]'" in note
-    text = summary_markdown("e", store, None, 0, 3, images=images, curves_note=note)
+    text = summary_markdown("e", CheckpointStore(tmp_path), None, 0, 3, images=images, curves_note=note)
     assert note in text
 
 

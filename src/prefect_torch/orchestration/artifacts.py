@@ -30,6 +30,7 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
+from .. import curves
 from ..checkpoint import CheckpointStore, Manifest, Version
 from .experiment_history import experiment_rows, history_head, lineage, resume_marks
 from .links import artifact_key_url
@@ -143,10 +144,6 @@ def curve_images(snapshot: Sequence[Mapping[str, Any]], manifest: Manifest | Non
     """The summary's curves as markdown images by name (loss, the scoring metric), with the
     current and best epochs and each resume of the history of run ``head`` (a writer session,
     see :func:`~.experiment_history.lineage`) marked; or no images and a line saying why."""
-    try:
-        from .. import curves
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return {}, None
     if not curves.curves_available():
         return {}, f"Curves of the losses and scores: `{PLOT_EXTRA}` where the flow runs (matplotlib)."
     if not snapshot:
