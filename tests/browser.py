@@ -508,7 +508,14 @@ def wait_until_settled(browser: Any, timeout: float = 5.0) -> bool:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    js = f"return document.fonts.status === 'loaded' && document.querySelectorAll('{SKELETON}').length === 0;"
+    # the page's own font (the first of body's font-family) has loaded; document.fonts.status can
+    # stay "loading" for a face the page never uses
+    js = f"""
+const family = getComputedStyle(document.body).fontFamily.split(',')[0].replace(/["']/g, '').trim();
+const faces = [...document.fonts].filter((f) => f.family.replace(/["']/g, '').trim() === family);
+const fontReady = faces.length === 0 || faces.some((f) => f.status === 'loaded');
+return fontReady && document.querySelectorAll('{SKELETON}').length === 0;
+"""
     try:
         WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(js))
     except TimeoutException:
