@@ -10,5 +10,5 @@ python flows/train_example.py "$@"
 if [[ -n "$demo_server" ]]; then
     echo
     echo "[demo] for your own flows to report to this server and its UI, in a new shell (README: After the demo):"
-    echo "export PREFECT_API_URL=$demo_server"
+    echo "export PREFECT_API_URL=$demo_server PREFECT_UI_URL=$PREFECT_UI_URL"
 fi

@@ -105,7 +105,9 @@ def test_the_first_hour_from_a_clean_clone(tmp_path):
         demo_seconds = time.monotonic() - began
         print(f"first demo from a clean clone: {demo_seconds:.1f} s")
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-        assert f"export PREFECT_API_URL=http://127.0.0.1:{port}/api" in demo.stdout.splitlines()
+        # the line to copy: the demo's server, and its default UI for Prefect's own "View at" links
+        assert (f"export PREFECT_API_URL=http://127.0.0.1:{port}/api PREFECT_UI_URL=http://127.0.0.1:{port}/v2"
+                in demo.stdout.splitlines())
 
         steps = readme_block("After the demo, in a new shell", "bash").replace("127.0.0.1:4200", f"127.0.0.1:{port}")
         before_stop, stop = steps.split("prefect server stop")  # the last step, after the checks below
@@ -117,6 +119,8 @@ def test_the_first_hour_from_a_clean_clone(tmp_path):
         assert user.returncode == 0, output[-4000:]
         assert "written (UTC)" in user.stdout and "train_loss" in user.stdout  # the checkpoints, the epoch table
         assert "temporary server" not in output.lower()
+        views = [line for line in output.splitlines() if "View at" in line]
+        assert views and all(f"http://127.0.0.1:{port}/v2/runs/" in line for line in views), views
         assert [line for line in output.splitlines() if "ERROR" in line or "telemetry" in line.lower()] == []
 
         runs = _api(port, "/flow_runs/filter", {"flow_runs": {}, "limit": 50})

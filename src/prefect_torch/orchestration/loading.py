@@ -24,7 +24,8 @@ from prefect_torch.callbacks import Checkpoint
 from prefect_torch.examples import MyModule, make_data
 <BLANKLINE>
 net = NeuralNetClassifier(MyModule, module__num_units=20)
-net.load_params(checkpoint=Checkpoint(dirname='checkpoints/demo'), version=7)
+cp = Checkpoint(dirname='checkpoints/demo')
+net.load_params(checkpoint=cp, version=7)
 X, y = make_data()
 y_pred = net.predict(X)
 print(y_pred[:10])
@@ -130,8 +131,8 @@ def load_snippet(guide: LoadGuide, version: int) -> str:
         arguments.append(f"fn_prefix={guide.fn_prefix!r}")
     if guide.storage_options:
         arguments.append(f"storage_options={guide.storage_options!r}")
-    lines += ["", guide.net_line,
-              f"net.load_params(checkpoint=Checkpoint({', '.join(arguments)}), version={version})",
+    lines += ["", guide.net_line, f"cp = Checkpoint({', '.join(arguments)})",
+              f"net.load_params(checkpoint=cp, version={version})",
               guide.data_line, "y_pred = net.predict(X)", "print(y_pred[:10])"]
     return "\n".join(lines)
 
