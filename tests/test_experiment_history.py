@@ -170,8 +170,8 @@ def test_the_snippet_rebuilds_what_can_be_imported_and_marks_the_rest(tmp_path):
                                       data_params={"n_samples": 50}), 4)
     assert "net = NeuralNetClassifier(MyModule, module__num_units=7)" in snippet
     assert "X, y = make_data(n_samples=50)" in snippet
-    assert ("Checkpoint(dirname='runs/exp', fn_prefix='main_', storage_options={'endpoint_url': "
-            "'http://s3:8333'}), version=4)") in snippet
+    assert ("cp = Checkpoint(dirname='runs/exp', fn_prefix='main_', storage_options={'endpoint_url': "
+            "'http://s3:8333'})\nnet.load_params(checkpoint=cp, version=4)") in snippet
     assert "s3cr3t" not in snippet and "AKIA" not in snippet and PLACEHOLDER not in snippet
 
     local = type("LocalModule", (torch.nn.Module,), {"__module__": "__main__"})  # defined in a script
@@ -193,7 +193,7 @@ def test_the_snippet_of_a_train_flow_or_sweep_net():
     guide = load_guide(net, cp, data_source="prefect_torch.examples:make_data", data_params={"n_samples": 100})
     snippet = load_snippet(guide, 3)
     assert guide.runnable and "net = NeuralNetClassifier(MyModule, module__num_units=20)" in snippet
-    assert "Checkpoint(dirname='runs/trial'), version=3)" in snippet and "X, y = make_data(n_samples=100)" in snippet
+    assert "cp = Checkpoint(dirname='runs/trial')\nnet.load_params(checkpoint=cp, version=3)" in snippet and "X, y = make_data(n_samples=100)" in snippet
 
 
 def test_the_link_expiry_comes_from_the_environment(monkeypatch):
