@@ -272,13 +272,16 @@ def read_table(browser: Any, previous_page: str | None = None, ui: str = "v2") -
     """The table artifact on the current page, once rendered (and, if given, past ``previous_page``).
 
     Cell texts are the cells' full ``textContent`` (long values are only cut by CSS). An empty
-    table (one ``No results`` cell spanning all columns) gives no rows.
+    table (one ``No results`` cell spanning all columns) gives no rows. The table is read when
+    two polls in a row see the same header and cells (a UI still filling its cells is not read).
     """
     js = _read_table_js(ui)
+    last: list[Any] = [None]  # the previous snapshot: a table is read once two polls in a row agree
 
     def rendered(driver: Any) -> RenderedTable | None:
         snap = driver.execute_script(js)
-        if not snap or not snap["header"] or not snap["rows"]:
+        stable, last[0] = snap == last[0], snap
+        if not snap or not snap["header"] or not snap["rows"] or not stable:
             return None
         if previous_page is not None and snap["pager"] == previous_page:
             return None

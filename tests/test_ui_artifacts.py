@@ -211,8 +211,9 @@ def run_snippet(code: str, out: pathlib.Path) -> np.ndarray:
 def test_history_table_has_every_epoch(browser, prefect_server, demo_run, ui):  # noqa: F811
     """One row per epoch of the current checkpoint's history.json, over all pages, both runs."""
     rows = open_artifact_table(browser, prefect_server.ui_url, HISTORY_KEY, ui=ui)
+    header = read_table(browser, ui=ui).header  # of the page the rows were read from
     browser.refresh()  # back to the first page, as a user opening it sees it
-    header = read_table(browser, ui=ui).header
+    read_table(browser, ui=ui)
     save_screenshot(browser, f"{ui}-history")
     history = json.loads((demo_run["dirname"] / "history.json").read_text())
     assert len(history) == EPOCHS
@@ -221,7 +222,7 @@ def test_history_table_has_every_epoch(browser, prefect_server, demo_run, ui):  
     for c, h in zip(cells, history):
         assert float(c["valid_loss"]) == pytest.approx(h["valid_loss"], rel=1e-3)
     first, second = (demo_run["names"][demo_run[r]["flow_run_id"]] for r in ("first", "record"))
-    assert [c["run"] for c in cells] == [first] * FIRST_EPOCHS + [second] * (EPOCHS - FIRST_EPOCHS)
+    assert [c["run"] for c in cells] == [first] * FIRST_EPOCHS + [second] * (EPOCHS - FIRST_EPOCHS), (header, rows[:2])
 
 
 def test_printed_links_open_the_run_in_the_default_ui(browser, prefect_server, demo_run):  # noqa: F811
